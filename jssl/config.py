@@ -1,0 +1,98 @@
+"""Config fields every jssl config has, with defaults, plus the smoke-run shrinker.
+
+Keeping one base means an override such as `--config.optimizer.warmup_steps=5` means the same
+thing in every config, and a misspelled field is an error everywhere.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.total_steps = 1000
+    c.global_batch_size = 256
+    c.log_every_steps = 10
+    c.progress_bar = True
+
+    # Mesh axis sizes; one -1 takes the remaining devices. The batch is split over data x fsdp.
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    # Logical parameter axis -> mesh axis (None: replicated). FSDP shards output channels.
+    c.sharding_rules = (("conv_out", "fsdp"), ("mlp", "fsdp"), ("embed", None), ("conv_in", None))
+    # Initialize jax.distributed (multi-host). 'auto' does so when a cluster is detected.
+    c.distributed = "auto"
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "mnist"  # mnist | digits | tfds | npz
+    c.data.tfds_name = ""
+    c.data.data_dir = ""
+    c.data.path = ""
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.image_key = "image"
+    c.data.label_key = "label"
+    c.data.num_classes = 10
+    c.data.mean = (0.5,)
+    c.data.std = (0.5,)
+    c.data.augment = "random_resized_crop(32)|hflip|color_jitter|grayscale|gaussian_blur"
+    c.data.num_workers = 0
+    # Cap on examples read from each split for evaluation (0: all).
+    c.data.max_eval_examples = 0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "resnet18"
+    c.model.dtype = "float32"  # compute dtype; 'bfloat16' keeps float32 parameters
+    c.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=True, stem_stride=1))
+
+    c.method = ml_collections.ConfigDict()
+    c.method.name = "simclr"
+    c.method.temperature = 0.1
+    c.method.projection_hidden_dim = 2048
+    c.method.projection_dim = 128
+    c.method.projection_layers = 2
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "lars"  # lars | adamw | sgd
+    c.optimizer.base_learning_rate = 0.3
+    c.optimizer.lr_scaling_batch = 256  # lr = base_learning_rate * global_batch / this
+    c.optimizer.warmup_steps = 10
+    c.optimizer.min_learning_rate_ratio = 0.0
+    c.optimizer.weight_decay = 1e-6
+    c.optimizer.momentum = 0.9
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.999
+    c.optimizer.grad_clip_norm = 0.0  # 0: off
+
+    # Online linear probe on stop-gradient features, trained alongside (solo-learn style).
+    c.probe = ml_collections.ConfigDict(dict(enabled=True, learning_rate=1e-3, weight_decay=0.0))
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_steps = 500  # 0: only at the end
+    c.eval.knn_k = 20
+    c.eval.knn_temperature = 0.07
+    c.eval.linear_probe_steps = 300
+    c.eval.linear_probe_l2 = 1e-4
+    c.eval.batch_size = 500
+    c.eval.baselines = True  # raw pixels and a random-init encoder, at the end
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_steps = 100
+    c.checkpoint.max_to_keep = 3
+    c.checkpoint.async_save = True
+    return c
+
+
+def make_smoke(c: ml_collections.ConfigDict) -> None:
+    """Shrinks a config in place to a seconds-long CPU run (tests, CI, first contact)."""
+    c.total_steps = 6
+    c.global_batch_size = 32
+    c.log_every_steps = 2
+    c.eval.every_steps = 0
+    c.eval.linear_probe_steps = 20
+    c.eval.batch_size = 200
+    c.data.max_eval_examples = 400
+    c.checkpoint.every_steps = 3
+    c.optimizer.warmup_steps = 2
+    c.progress_bar = False

@@ -1,0 +1,34 @@
+"""SSL methods, found by name: `config.method.name = 'simclr'` -> `SimCLR`.
+
+Each method file answers the five questions in `jssl.methods.base`; the trainer asks nothing
+else, so adding a method never touches the trainer.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from flax import nnx
+
+from jssl.methods.base import Method, MethodOutput
+from jssl.methods.simclr import SimCLR
+
+METHODS: dict[str, type[Method]] = {
+    "simclr": SimCLR,
+}
+
+
+def get_method_class(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known methods: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, rngs: nnx.Rngs) -> Method:
+    """Builds the method named by `config.method.name` with its networks and buffers."""
+    cls = get_method_class(config.method.name)
+    # Variables carry logical axis names; the trainer places them with jit out_shardings.
+    with nnx.use_eager_sharding(False):
+        return cls(config, in_channels=in_channels, dtype=dtype, rngs=rngs)
+
+
+__all__ = ["METHODS", "Method", "MethodOutput", "SimCLR", "build_method", "get_method_class"]

@@ -1,0 +1,29 @@
+"""Backbones and heads, found by variant name.
+
+`get_backbone('resnet18', in_channels=3, ...)` builds a backbone; unknown names raise a
+`ValueError` listing the known ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from jssl.models.heads import LinearClassifier, MLPHead
+from jssl.models.resnet import RESNETS, ResNet
+
+BACKBONES = dict(RESNETS)
+
+
+def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
+    """Builds the backbone called `name`; it exposes `feature_dim` and maps images to features."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown model {name!r}; known models: {sorted(BACKBONES)}")
+    # Variables carry logical axis names; jssl places them with jit `out_shardings` (see
+    # `jssl.sharding`), so Flax must not try to shard them eagerly at creation.
+    with nnx.use_eager_sharding(False):
+        return BACKBONES[name](rngs=rngs, **kwargs)
+
+
+__all__ = ["BACKBONES", "LinearClassifier", "MLPHead", "ResNet", "get_backbone"]

@@ -1,0 +1,182 @@
+"""ResNet backbones (v1.5) in Flax NNX, with logical axis names on every parameter.
+
+Parameters are annotated with logical axes (`conv_in`, `conv_out`) rather than mesh axes, so
+that the same model shards differently by changing the config's rules table only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_CONV_AXES = (None, None, "conv_in", "conv_out")
+_CHANNEL_AXES = ("conv_out",)
+
+
+def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *, dtype, rngs: nnx.Rngs) -> nnx.Conv:
+    """A bias-free convolution (a BatchNorm always follows) with He-normal init."""
+    init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+    return nnx.Conv(
+        in_features,
+        out_features,
+        kernel_size=(kernel, kernel),
+        strides=(stride, stride),
+        padding=[(kernel // 2, kernel // 2)] * 2,
+        use_bias=False,
+        dtype=dtype,
+        kernel_init=nnx.with_partitioning(init, _CONV_AXES),
+        rngs=rngs,
+    )
+
+
+def batch_norm(features: int, *, zero_init: bool = False, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """BatchNorm whose statistics are reduced over the whole (global, sharded) batch.
+
+    Under `jax.jit` with a batch sharded over the mesh, the mean over axis 0 is a global mean,
+    so this is synchronized BN without an explicit `axis_name`.
+    """
+    scale_init = nnx.initializers.zeros_init() if zero_init else nnx.initializers.ones_init()
+    return nnx.BatchNorm(
+        features,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=dtype,
+        scale_init=nnx.with_partitioning(scale_init, _CHANNEL_AXES),
+        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), _CHANNEL_AXES),
+        rngs=rngs,
+    )
+
+
+class BasicBlock(nnx.Module):
+    """Two 3x3 convolutions (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(self, in_features: int, features: int, stride: int, *, dtype, rngs: nnx.Rngs):
+        self.conv1 = conv(in_features, features, 3, stride, dtype=dtype, rngs=rngs)
+        self.bn1 = batch_norm(features, dtype=dtype, rngs=rngs)
+        self.conv2 = conv(features, features, 3, dtype=dtype, rngs=rngs)
+        # Zero-init of the last BN scale makes each block start as the identity (Goyal et al.).
+        self.bn2 = batch_norm(features, zero_init=True, dtype=dtype, rngs=rngs)
+        self.shortcut = _shortcut(in_features, features, stride, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nnx.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return nnx.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
+
+
+class BottleneckBlock(nnx.Module):
+    """1x1 -> 3x3 (strided, as in v1.5) -> 1x1 convolutions (ResNet-50 and deeper)."""
+
+    expansion = 4
+
+    def __init__(self, in_features: int, features: int, stride: int, *, dtype, rngs: nnx.Rngs):
+        out = features * self.expansion
+        self.conv1 = conv(in_features, features, 1, dtype=dtype, rngs=rngs)
+        self.bn1 = batch_norm(features, dtype=dtype, rngs=rngs)
+        self.conv2 = conv(features, features, 3, stride, dtype=dtype, rngs=rngs)
+        self.bn2 = batch_norm(features, dtype=dtype, rngs=rngs)
+        self.conv3 = conv(features, out, 1, dtype=dtype, rngs=rngs)
+        self.bn3 = batch_norm(out, zero_init=True, dtype=dtype, rngs=rngs)
+        self.shortcut = _shortcut(in_features, out, stride, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nnx.relu(self.bn1(self.conv1(x)))
+        y = nnx.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return nnx.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
+
+
+class _Projection(nnx.Module):
+    def __init__(self, in_features: int, out_features: int, stride: int, *, dtype, rngs: nnx.Rngs):
+        self.conv = conv(in_features, out_features, 1, stride, dtype=dtype, rngs=rngs)
+        self.bn = batch_norm(out_features, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.bn(self.conv(x))
+
+
+def _shortcut(in_features: int, out_features: int, stride: int, *, dtype, rngs: nnx.Rngs):
+    if stride == 1 and in_features == out_features:
+        return None
+    return _Projection(in_features, out_features, stride, dtype=dtype, rngs=rngs)
+
+
+class ResNet(nnx.Module):
+    """A ResNet trunk returning globally average-pooled features `[batch, feature_dim]`.
+
+    Args:
+      stage_sizes: blocks per stage, e.g. (2, 2, 2, 2) for ResNet-18.
+      block: `BasicBlock` or `BottleneckBlock`.
+      in_channels: image channels (1 for MNIST, 3 for RGB).
+      width: channels of the first stage before the width multiplier (64 in the paper).
+      width_multiplier: scales every stage's width (SimCLR's ResNet-50 (2x), (4x)).
+      small_image_stem: a 3x3 stem without max-pool (CIFAR/MNIST-sized images) instead of
+        the 7x7 stride-2 stem + max-pool meant for 224 px.
+      stem_stride: stride of the small-image stem (1 as in the CIFAR ResNets; 2 halves the
+        cost of every later layer, which the CPU default run needs).
+      dtype: compute dtype (bfloat16 for mixed precision); parameters stay float32.
+    """
+
+    def __init__(
+        self,
+        stage_sizes: Sequence[int],
+        block: type[BasicBlock] | type[BottleneckBlock],
+        *,
+        in_channels: int = 3,
+        width: int = 64,
+        width_multiplier: float = 1.0,
+        small_image_stem: bool = False,
+        stem_stride: int = 1,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        base = max(1, int(round(width * width_multiplier)))
+        self.small_image_stem = small_image_stem
+        stem_kernel, stem_stride = (3, stem_stride) if small_image_stem else (7, 2)
+        self.stem_conv = conv(in_channels, base, stem_kernel, stem_stride, dtype=dtype, rngs=rngs)
+        self.stem_bn = batch_norm(base, dtype=dtype, rngs=rngs)
+        blocks = []
+        in_features = base
+        for stage, num_blocks in enumerate(stage_sizes):
+            features = base * 2**stage
+            for index in range(num_blocks):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(block(in_features, features, stride, dtype=dtype, rngs=rngs))
+                in_features = features * block.expansion
+        self.blocks = nnx.List(blocks)
+        self.feature_dim = in_features
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = nnx.relu(self.stem_bn(self.stem_conv(images)))
+        if not self.small_image_stem:
+            x = nnx.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        for block in self.blocks:
+            x = block(x)
+        # Pool in float32: a bf16 mean over many positions loses precision.
+        return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+
+
+def _resnet(stage_sizes: Sequence[int], block, width: int = 64) -> Callable[..., ResNet]:
+    def build(**kwargs) -> ResNet:
+        kwargs.setdefault("width", width)
+        return ResNet(stage_sizes, block, **kwargs)
+
+    return build
+
+
+# Variant name -> constructor. `resnet_mini` is the narrow, shallow net the default CPU run
+# uses: a full ResNet-18 step takes tens of seconds on a 2-core CPU.
+RESNETS: dict[str, Callable[..., ResNet]] = {
+    "resnet_mini": _resnet((1, 1, 1), BasicBlock, width=16),
+    "resnet10": _resnet((1, 1, 1, 1), BasicBlock),
+    "resnet18": _resnet((2, 2, 2, 2), BasicBlock),
+    "resnet34": _resnet((3, 4, 6, 3), BasicBlock),
+    "resnet50": _resnet((3, 4, 6, 3), BottleneckBlock),
+    "resnet101": _resnet((3, 4, 23, 3), BottleneckBlock),
+}

@@ -1,0 +1,421 @@
+"""The jssl trainer: one readable loop that every method plugs into.
+
+Sections, in the order a run meets them: setup, mesh, data, model + optimizer, step,
+checkpoint, evals, loop. Methods answer five questions (see `jssl.methods.base`); nothing
+method-specific lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from jssl import data, methods, sharding
+from jssl.checkpoint import Checkpointer
+from jssl.evaluators import knn_accuracy, linear_probe_accuracy
+from jssl.metrics import MetricWriter
+from jssl.train.optimizers import build_optimizer
+from jssl.train.state import SSLModel, TrainState
+
+log = logging.getLogger("jssl")
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when the training loss becomes NaN or infinite."""
+
+
+# ==================================================================================================
+# Setup
+# ==================================================================================================
+
+
+def prepare_workdir(workdir: str) -> str:
+    """Creates `workdir` and proves it writable before any work is done."""
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"workdir {workdir!r} is not writable: {e}") from e
+    return workdir
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    if config.total_steps <= 0:
+        raise ValueError(f"total_steps must be positive; got {config.total_steps}")
+    if config.global_batch_size <= 0:
+        raise ValueError(f"global_batch_size must be positive; got {config.global_batch_size}")
+    if config.model.dtype not in DTYPES:
+        raise ValueError(f"unknown model.dtype {config.model.dtype!r}; known: {sorted(DTYPES)}")
+    if len(config.data.mean) != len(config.data.std):
+        raise ValueError(f"data.mean {config.data.mean} and data.std {config.data.std} differ in length")
+    methods.get_method_class(config.method.name)  # unknown names fail before data is read
+
+
+def source_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    d = config.data
+    return dict(tfds_name=d.tfds_name, data_dir=d.data_dir or None, path=d.path, image_key=d.image_key, label_key=d.label_key)
+
+
+def normalize(images: jax.Array, mean, std, dtype) -> jax.Array:
+    """uint8 [..., C] -> standardized floats, on device (the host only moves bytes)."""
+    x = images.astype(jnp.float32) / 255.0
+    return ((x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)).astype(dtype)
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything `train` builds before the loop; tests and benchmarks build it too."""
+
+    config: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+    graphdef: Any
+    state_shardings: Any
+    abstract_state: Any
+    init_state: Any  # jit'd () -> TrainState, created already sharded
+    train_step: Any  # jit'd (TrainState, batch) -> (TrainState, metrics), state donated
+    represent: Any  # jit'd (params, buffers, images) -> (features, probe_logits)
+    num_views: int
+
+
+def build_experiment(config: ml_collections.ConfigDict, *, image_shape: tuple[int, ...], mesh=None) -> Experiment:
+    """Mesh, model, optimizer, sharded state creation and the jit'd step, without data or I/O."""
+    validate_config(config)
+
+    # ==============================================================================================
+    # Mesh
+    # ==============================================================================================
+    mesh = sharding.make_mesh(dict(config.mesh)) if mesh is None else mesh
+    sharding.check_global_batch(config.global_batch_size, mesh)
+    if len(config.data.mean) not in (1, image_shape[-1]):
+        raise ValueError(f"data.mean has {len(config.data.mean)} entries but images have {image_shape[-1]} channels")
+
+    # ==============================================================================================
+    # Model + optimizer
+    # ==============================================================================================
+    dtype = DTYPES[config.model.dtype]
+    tx, schedule = build_optimizer(config)
+    num_views = methods.get_method_class(config.method.name).num_views
+
+    def build_model(seed: int) -> SSLModel:
+        rngs = nnx.Rngs(seed)
+        method = methods.build_method(config, in_channels=image_shape[-1], dtype=dtype, rngs=rngs)
+        return SSLModel(method, num_classes=config.data.num_classes, rngs=rngs)
+
+    def create_state() -> TrainState:
+        _, params, buffers = nnx.split(build_model(config.seed), nnx.Param, ...)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            buffers=buffers,
+            opt_state=tx.init(params),
+            rng=jax.random.PRNGKey(config.seed + 1),
+            first_nonfinite_step=jnp.full((), -1, jnp.int32),
+        )
+
+    graphdef = nnx.split(nnx.eval_shape(lambda: build_model(config.seed)), nnx.Param, ...)[0]
+    abstract = jax.eval_shape(create_state)
+    shardings = sharding.state_shardings(abstract, config.sharding_rules, mesh)
+    abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+    init_state = jax.jit(create_state, out_shardings=shardings)
+
+    # ==============================================================================================
+    # Step
+    # ==============================================================================================
+    mean, std = tuple(config.data.mean), tuple(config.data.std)
+    batch_sharding = sharding.batch_sharding(mesh)
+    replicated = sharding.replicated(mesh)
+
+    def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+        rng = jax.random.fold_in(state.rng, state.step)
+        views = [normalize(batch[f"view_{i}"], mean, std, dtype) for i in range(num_views)]
+
+        def loss_fn(params):
+            model = nnx.merge(graphdef, params, state.buffers)
+            out = model.method(views, rngs=nnx.Rngs(rng))
+            logits = model.probe(jax.lax.stop_gradient(out.features))
+            probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+            probe_accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+            buffers = nnx.split(model, nnx.Param, ...)[2]
+            aux = (out.loss, out.metrics, probe_loss, probe_accuracy, buffers)
+            return out.loss + probe_loss, aux
+
+        grads, (loss, method_metrics, probe_loss, probe_accuracy, buffers) = jax.grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+
+        model = nnx.merge(graphdef, params, buffers)
+        model.method.after_step(state.step)
+        _, params, buffers = nnx.split(model, nnx.Param, ...)
+
+        finite = jnp.isfinite(loss)
+        first_bad = jnp.where((state.first_nonfinite_step < 0) & ~finite, state.step, state.first_nonfinite_step)
+        metrics = {
+            "loss": loss,
+            "probe/loss": probe_loss,
+            "probe/train_accuracy": probe_accuracy,
+            "grad_norm": optax.global_norm(grads["method"]),
+            "param_norm": optax.global_norm(params["method"]),
+            "learning_rate": schedule(state.step),
+            **{f"method/{k}": v for k, v in method_metrics.items()},
+        }
+        new_state = TrainState(
+            step=state.step + 1,
+            params=params,
+            buffers=buffers,
+            opt_state=opt_state,
+            rng=state.rng,
+            first_nonfinite_step=first_bad,
+        )
+        return new_state, metrics
+
+    jitted_step = jax.jit(
+        # A retrace means a shape/dtype changed between steps: a silent recompile on a cluster.
+        chex.assert_max_traces(train_step, n=1),
+        in_shardings=(shardings, batch_sharding),
+        out_shardings=(shardings, replicated),
+        donate_argnums=0,
+    )
+
+    def represent(params, buffers, images):
+        model = nnx.merge(graphdef, params, buffers)
+        model.eval()  # BatchNorm from running statistics
+        features = model.method.represent(normalize(images, mean, std, dtype)).astype(jnp.float32)
+        return features, model.probe(features)
+
+    jitted_represent = jax.jit(
+        represent,
+        in_shardings=(shardings.params, shardings.buffers, batch_sharding),
+        out_shardings=(batch_sharding, batch_sharding),
+    )
+    return Experiment(
+        config=config,
+        mesh=mesh,
+        graphdef=graphdef,
+        state_shardings=shardings,
+        abstract_state=abstract_state,
+        init_state=init_state,
+        train_step=jitted_step,
+        represent=jitted_represent,
+        num_views=num_views,
+    )
+
+
+# ==================================================================================================
+# Evals
+# ==================================================================================================
+
+
+def _in_chunks(images: np.ndarray, fn, *, chunk: int, ways: int, mesh) -> list[np.ndarray]:
+    """Applies a jit'd batch function over `images` in fixed-size chunks (padded: one compile)."""
+    chunk = max(ways * jax.process_count(), chunk - chunk % (ways * jax.process_count()))
+    outs: list[list[np.ndarray]] = []
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk]
+        n = len(block)
+        if n < chunk:
+            block = np.concatenate([block, np.zeros((chunk - n, *block.shape[1:]), block.dtype)])
+        per_process = chunk // jax.process_count()
+        local = block[jax.process_index() * per_process : (jax.process_index() + 1) * per_process]
+        results = fn(sharding.host_batch_to_global({"x": local}, mesh)["x"])
+        outs.append([np.asarray(multihost_utils.process_allgather(r, tiled=True))[:n] for r in results])
+    return [np.concatenate(parts) for parts in zip(*outs)]
+
+
+def evaluate(exp: Experiment, state: TrainState, eval_data: dict[str, np.ndarray], *, offline_probe: bool) -> dict[str, float]:
+    """kNN (and optionally an offline linear probe) on held-out data, plus the online probe's accuracy."""
+    c = exp.config
+    fn = lambda x: exp.represent(state.params, state.buffers, x)  # noqa: E731
+    ways = sharding.batch_size_per_shard(exp.mesh)
+    train_features, _ = _in_chunks(eval_data["train_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
+    test_features, test_logits = _in_chunks(eval_data["test_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
+    results = {
+        "knn": knn_accuracy(
+            train_features, eval_data["train_labels"], test_features, eval_data["test_labels"],
+            num_classes=c.data.num_classes, k=c.eval.knn_k, temperature=c.eval.knn_temperature,
+        ),
+        "online_probe": float(np.mean(test_logits.argmax(-1) == eval_data["test_labels"])),
+    }
+    if offline_probe:
+        results["linear_probe"] = linear_probe_accuracy(
+            train_features, eval_data["train_labels"], test_features, eval_data["test_labels"],
+            num_classes=c.data.num_classes, steps=c.eval.linear_probe_steps, l2=c.eval.linear_probe_l2,
+        )
+    return results
+
+
+def raw_pixel_baseline(config: ml_collections.ConfigDict, eval_data: dict[str, np.ndarray]) -> dict[str, float]:
+    flat = {k: v.reshape(len(v), -1).astype(np.float32) / 255.0 for k, v in eval_data.items() if k.endswith("images")}
+    args = (flat["train_images"], eval_data["train_labels"], flat["test_images"], eval_data["test_labels"])
+    return {
+        "knn": knn_accuracy(*args, num_classes=config.data.num_classes, k=config.eval.knn_k, temperature=config.eval.knn_temperature),
+        "linear_probe": linear_probe_accuracy(
+            *args, num_classes=config.data.num_classes, steps=config.eval.linear_probe_steps, l2=config.eval.linear_probe_l2
+        ),
+    }
+
+
+def load_eval_data(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+    """Training split (the kNN bank / probe training set) and held-out split, as arrays."""
+    out = {}
+    for prefix, split in (("train", config.data.train_split), ("test", config.data.eval_split)):
+        images, labels = data.load_arrays(data.get_source(config.data.name, split, **source_options(config)))
+        if config.data.max_eval_examples:
+            images, labels = images[: config.data.max_eval_examples], labels[: config.data.max_eval_examples]
+        out[f"{prefix}_images"], out[f"{prefix}_labels"] = images, labels
+    return out
+
+
+# ==================================================================================================
+# Loop
+# ==================================================================================================
+
+
+def _fetch(metrics: dict[str, jax.Array]) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def _raise_if_nonfinite(state: TrainState, last_checkpoint: int | None) -> None:
+    bad = int(state.first_nonfinite_step)
+    if bad >= 0:
+        hint = f"the last checkpoint is at step {last_checkpoint}" if last_checkpoint is not None else "no checkpoint was saved"
+        raise NonFiniteLossError(
+            f"the training loss became non-finite (NaN or inf) at step {bad}; stopping ({hint}). "
+            "Lower optimizer.base_learning_rate, add optimizer.grad_clip_norm, or use model.dtype='float32'."
+        )
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Pretrains `config.method` and evaluates it; resumes from `workdir` if it holds checkpoints.
+
+    Returns the final results (also written to `<workdir>/results.json`).
+    """
+    # ==============================================================================================
+    # Setup and data
+    # ==============================================================================================
+    validate_config(config)
+    workdir = prepare_workdir(workdir)
+    is_chief = jax.process_index() == 0
+    if is_chief:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+    train_source = data.get_source(config.data.name, config.data.train_split, **source_options(config))
+    image_shape = tuple(train_source[0]["image"].shape)
+    num_views = methods.get_method_class(config.method.name).num_views
+    train_iter = data.make_train_iterator(
+        train_source,
+        global_batch_size=config.global_batch_size,
+        num_views=num_views,
+        augment=config.data.augment,
+        seed=config.seed,
+        num_workers=config.data.num_workers,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    eval_data = load_eval_data(config)
+
+    exp = build_experiment(config, image_shape=image_shape)
+    log.info("mesh %s; %d devices; global batch %d", dict(exp.mesh.shape), jax.device_count(), config.global_batch_size)
+
+    # ==============================================================================================
+    # Checkpoint: resume if the workdir has one
+    # ==============================================================================================
+    checkpointer = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        every_steps=config.checkpoint.every_steps,
+        max_to_keep=config.checkpoint.max_to_keep,
+        async_save=config.checkpoint.async_save,
+    )
+    latest = checkpointer.latest_step()
+    if latest is not None:
+        state = checkpointer.restore(latest, exp.abstract_state, train_iter)
+        log.info("resumed from step %d in %s", latest, checkpointer.directory)
+    else:
+        state = exp.init_state()
+    start_step = int(state.step)
+
+    writer = MetricWriter(workdir)
+    progress = None
+    if config.progress_bar and is_chief and start_step < config.total_steps:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=config.total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+
+    # ==============================================================================================
+    # Loop
+    # ==============================================================================================
+    last_saved = latest
+    last_log_step, last_log_time = start_step, time.perf_counter()
+    try:
+        for step in range(start_step, config.total_steps):
+            batch = sharding.host_batch_to_global(next(train_iter), exp.mesh)
+            state, metrics = exp.train_step(state, batch)
+            done = step + 1
+
+            if done % config.log_every_steps == 0 or done == config.total_steps:
+                _raise_if_nonfinite(state, last_saved)
+                scalars = _fetch(metrics)
+                now = time.perf_counter()
+                scalars["steps_per_second"] = (done - last_log_step) / max(now - last_log_time, 1e-9)
+                last_log_step, last_log_time = done, now
+                writer.write_scalars(done, scalars)
+                if progress is not None:
+                    progress.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{scalars['learning_rate']:.3g}")
+
+            if done % config.checkpoint.every_steps == 0 or done == config.total_steps:
+                _raise_if_nonfinite(state, last_saved)
+                if checkpointer.save(done, state, train_iter, force=done == config.total_steps):
+                    last_saved = done
+
+            if config.eval.every_steps and done % config.eval.every_steps == 0 and done != config.total_steps:
+                results = evaluate(exp, state, eval_data, offline_probe=False)
+                writer.write_scalars(done, {f"eval/{k}": v for k, v in results.items()})
+                log.info("step %d eval %s", done, results)
+            if progress is not None:
+                progress.update(1)
+    finally:
+        if progress is not None:
+            progress.close()
+        checkpointer.close()
+
+    # ==============================================================================================
+    # Final evals
+    # ==============================================================================================
+    final = {"step": int(state.step), "ssl": evaluate(exp, state, eval_data, offline_probe=True)}
+    if config.eval.baselines:
+        random_state = exp.init_state()
+        final["random_init"] = evaluate(exp, random_state, eval_data, offline_probe=True)
+        final["raw_pixels"] = raw_pixel_baseline(config, eval_data)
+    final["eval"] = {
+        "train_split": config.data.train_split,
+        "test_split": config.data.eval_split,
+        "num_train": int(len(eval_data["train_labels"])),
+        "num_test": int(len(eval_data["test_labels"])),
+        "knn_k": config.eval.knn_k,
+        "knn_temperature": config.eval.knn_temperature,
+    }
+    writer.write_scalars(final["step"], {f"final/{k}": v for k, v in final["ssl"].items()})
+    writer.close()
+    if is_chief:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(final, f, indent=2)
+    return final
