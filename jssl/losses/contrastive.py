@@ -171,3 +171,123 @@ def nt_xent(
                                 / (2 * big_n * (2 * big_n - 2))),
   }
   return loss, metrics
+
+
+def info_nce(
+    query: jax.Array,
+    key: jax.Array,
+    *,
+    negatives: jax.Array | None = None,
+    temperature: float = 0.2,
+    normalize: bool = True,
+    axis_name: AxisName = None,
+    block_size: int | None = None,
+) -> tuple[jax.Array, Metrics]:
+  """InfoNCE as in MoCo: each query must pick out its own key.
+
+  Two forms:
+
+  * `negatives=None` (MoCo v3): in-batch negatives. Query i scores against every key of
+    the (global) batch; its positive is key i. MoCo v3 symmetrises over two crops by
+    calling this twice, `info_nce(q1, k2) + info_nce(q2, k1)` (the paper also multiplies
+    by `2 * temperature`, which only rescales the gradient).
+  * `negatives=queue` (MoCo v1/v2): the logits are `[q_i . k_i, q_i . queue]`; other keys
+    in the batch are *not* negatives. Update the queue with `update_queue`.
+
+  Gradients flow into `key` and `negatives` as well; MoCo's keys come from a momentum
+  encoder, so callers pass `jax.lax.stop_gradient(key)` (the queue is a constant anyway).
+
+  Args:
+    query: [batch, dim] queries.
+    key: [batch, dim] keys; row i is the positive for `query[i]`.
+    negatives: optional [queue_size, dim] extra negatives, replicated on every device.
+    temperature: softmax temperature; MoCo v2 and v3 use 0.2 (MoCo v1 used 0.07).
+    normalize: L2-normalize queries, keys and negatives first (MoCo does).
+    axis_name: mesh axis the batch is sharded over, inside `shard_map`; in-batch keys are
+      all-gathered and the mean is over the global batch.
+    block_size: compute the logsumexp over keys / negatives in chunks of this size.
+
+  Returns:
+    `(loss, metrics)`; metrics has `contrastive_accuracy` and `positive_similarity`
+    (mean `q . k`, a cosine when `normalize`).
+
+  References:
+    He et al., "Momentum Contrast for Unsupervised Visual Representation Learning",
+    CVPR 2020, Eq. (1); Chen et al., "Improved Baselines with Momentum Contrastive
+    Learning" (MoCo v2), arXiv:2003.04297; Chen, Xie, He, "An Empirical Study of Training
+    Self-Supervised Vision Transformers" (MoCo v3), ICCV 2021, Alg. 1.
+  """
+  fn = "info_nce"
+  _checks.check_array(fn, "query", query, ndim=2)
+  _checks.check_array(fn, "key", key, ndim=2)
+  _checks.check_same_shape(fn, query=query, key=key)
+  if negatives is not None:
+    _checks.check_array(fn, "negatives", negatives, ndim=2)
+    _checks.check_dim(fn, "negatives", negatives, 1, query.shape[1], "the embedding dim")
+  _check_common(fn, temperature, block_size)
+
+  prep = (lambda x: l2_normalize(x.astype(jnp.float32))) if normalize else (
+      lambda x: x.astype(jnp.float32))
+  q, k = prep(query), prep(key)
+  n = q.shape[0]
+  inv_t = 1.0 / jnp.asarray(temperature, jnp.float32)
+  pos_sim = jnp.sum(q * k, axis=1)
+  if negatives is None:
+    keys = _sharding.all_gather(k, axis_name)
+    pos_idx = jnp.arange(n, dtype=jnp.int32) + _sharding.axis_index(axis_name) * n
+    lse, max_logit, pos_logit = _streaming_logsumexp(
+        q, keys, inv_t, exclude_idx=None, positive_idx=pos_idx, block_size=block_size)
+  else:
+    pos_logit = pos_sim * inv_t
+    lse_neg, max_neg, _ = _streaming_logsumexp(
+        q, prep(negatives), inv_t, exclude_idx=None, positive_idx=None,
+        block_size=block_size)
+    lse = jnp.logaddexp(pos_logit, lse_neg)
+    max_logit = jnp.maximum(pos_logit, max_neg)
+  loss = _sharding.global_mean(jnp.sum(lse - pos_logit), n, axis_name)
+  correct = (pos_logit >= max_logit).astype(jnp.float32)
+  metrics = {
+      "contrastive_accuracy": _sharding.global_mean(jnp.sum(correct), n, axis_name),
+      "positive_similarity": lax.stop_gradient(
+          _sharding.global_mean(jnp.sum(pos_sim), n, axis_name)),
+  }
+  return loss, metrics
+
+
+def update_queue(
+    queue: jax.Array,
+    keys: jax.Array,
+    pointer: jax.Array,
+    *,
+    axis_name: AxisName = None,
+) -> tuple[jax.Array, jax.Array]:
+  """MoCo's FIFO queue of negatives: writes the (global) batch of keys at `pointer`.
+
+  The write wraps around the end of the queue, so `queue_size` need not be a multiple of
+  the batch size (MoCo asserts it is). Keys are stored with `stop_gradient`.
+
+  Args:
+    queue: [queue_size, dim] current queue (replicated across devices).
+    keys: [batch, dim] new keys (this device's shard when `axis_name` is set; all shards
+      are gathered so every device writes the same global batch).
+    pointer: int32 scalar, index of the oldest entry.
+    axis_name: mesh axis the keys are sharded over, inside `shard_map`.
+
+  Returns:
+    `(new_queue, new_pointer)`.
+
+  References:
+    He et al., "Momentum Contrast for Unsupervised Visual Representation Learning",
+    CVPR 2020, Sec. 3.2 and Algorithm 1.
+  """
+  fn = "update_queue"
+  _checks.check_array(fn, "queue", queue, ndim=2)
+  _checks.check_array(fn, "keys", keys, ndim=2)
+  _checks.check_dim(fn, "keys", keys, 1, queue.shape[1], "the queue's embedding dim")
+  _checks.check_array(fn, "pointer", jnp.asarray(pointer), ndim=0, kind="int")
+  keys = lax.stop_gradient(_sharding.all_gather(keys, axis_name)).astype(queue.dtype)
+  size, b = queue.shape[0], keys.shape[0]
+  if b > size:
+    raise ValueError(f"{fn}: global batch {b} is larger than the queue ({size}).")
+  rows = (pointer + jnp.arange(b, dtype=jnp.int32)) % size
+  return queue.at[rows].set(keys), ((pointer + b) % size).astype(jnp.int32)
