@@ -6,6 +6,7 @@ handed to the ``Image`` feature as already-encoded PNG bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -55,10 +56,25 @@ class JsslTinyImages(tfds.core.GeneratorBasedBuilder):
             yield i, {"image": buffer.getvalue(), "label": i % TINY_CLASSES, "index": i}
 
 
+@dataclasses.dataclass(frozen=True)
+class TinyTfds:
+    """What tests need to know about the prepared tiny data set."""
+
+    data_dir: Path
+    name: str = "jssl_tiny_images"
+    shape: tuple[int, int, int] = TINY_SHAPE
+    splits: dict[str, int] = dataclasses.field(default_factory=lambda: dict(TINY_SPLITS))
+    num_classes: int = TINY_CLASSES
+
+    @staticmethod
+    def image(split: str, index: int) -> np.ndarray:
+        return tiny_image(split, index)
+
+
 @pytest.fixture(scope="session")
-def tiny_tfds_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """data_dir holding 'jssl_tiny_images' prepared as ArrayRecord."""
+def tiny_tfds(tmp_path_factory: pytest.TempPathFactory) -> TinyTfds:
+    """'jssl_tiny_images' prepared as ArrayRecord in a temporary data_dir."""
     data_dir = tmp_path_factory.mktemp("tfds")
     builder = JsslTinyImages(data_dir=str(data_dir))
     builder.download_and_prepare(file_format="array_record")
-    return data_dir
+    return TinyTfds(data_dir=data_dir)
