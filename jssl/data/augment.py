@@ -19,6 +19,7 @@ vectorised float32 numpy, following torchvision's / SimCLR's definitions.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -156,13 +157,15 @@ def random_resized_crop(
     def crop_box(h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
         area = h * w
         for _ in range(attempts):
-            target = area * rng.uniform(*scale)
-            aspect = math.exp(rng.uniform(*log_ratio))
+            # One draw per attempt: generator calls dominate the cost on small images.
+            u_area, u_ratio, u_top, u_left = rng.random(4)
+            target = area * (scale[0] + (scale[1] - scale[0]) * u_area)
+            aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * u_ratio)
             cw = int(round(math.sqrt(target * aspect)))
             ch = int(round(math.sqrt(target / aspect)))
             if 0 < cw <= w and 0 < ch <= h:
-                top = int(rng.integers(0, h - ch + 1))
-                left = int(rng.integers(0, w - cw + 1))
+                top = int(u_top * (h - ch + 1))
+                left = int(u_left * (w - cw + 1))
                 return left, top, left + cw, top + ch
         in_ratio = w / h
         if in_ratio < ratio[0]:
@@ -234,11 +237,13 @@ def color_jitter(
             return image
         is_rgb = image.shape[-1] == 3
         x = image.astype(np.float32)
-        # Draw all four parameters in a fixed order so the stream of random
-        # numbers does not depend on which jitters are active.
-        order = rng.permutation(4)
-        factors = [rng.uniform(max(0.0, 1.0 - s), 1.0 + s) for s in strengths[:3]]
-        hue_shift = rng.uniform(-strengths[3], strengths[3])
+        # Draw every parameter in one call, in a fixed layout, so the random
+        # stream does not depend on which jitters are active; argsort of iid
+        # uniforms is a uniformly random order.
+        u = rng.random(8)
+        order = np.argsort(u[:4])
+        factors = [max(0.0, 1.0 - s) + (1.0 + s - max(0.0, 1.0 - s)) * v for s, v in zip(strengths[:3], u[4:7])]
+        hue_shift = strengths[3] * (2.0 * u[7] - 1.0)
         for k in order:
             if k == 0 and strengths[0] > 0:
                 x = np.clip(x * factors[0], 0, 255)
@@ -264,6 +269,11 @@ def grayscale(p: float = 0.2) -> Augment:
         return np.repeat(_to_uint8(_gray(image.astype(np.float32))), 3, axis=-1)
 
     return op
+
+
+@functools.lru_cache(maxsize=64)
+def _reflect_index(n: int, radius: int) -> np.ndarray:
+    return np.pad(np.arange(n), radius, mode="reflect")
 
 
 def _gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
@@ -300,8 +310,10 @@ def gaussian_blur(
             return _apply_pil(image, lambda im: im.filter(ImageFilter.GaussianBlur(s)))
         radius = max(1, int(kernel_frac * min(image.shape[:2])) // 2)
         kernel = _gaussian_kernel(s, radius)
-        x = np.pad(image.astype(np.float32), ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
         h, w = image.shape[:2]
+        # Reflect-pad by indexing with cached index arrays; np.pad costs more
+        # than the whole convolution on MNIST-sized images.
+        x = image.astype(np.float32)[_reflect_index(h, radius)][:, _reflect_index(w, radius)]
         # Separable: sum shifted copies along H, then along W.
         rows = sum(kernel[t] * x[t : t + h] for t in range(2 * radius + 1))
         out = sum(kernel[t] * rows[:, t : t + w] for t in range(2 * radius + 1))
