@@ -1,0 +1,430 @@
+"""Self-supervised view augmentations on single ``uint8 [H, W, C]`` images.
+
+Every op is built by a factory in :data:`AUGMENTATIONS` and has the signature
+``op(image: uint8 [H, W, C], rng: np.random.Generator) -> uint8 [H', W', C]``.
+All randomness comes from ``rng``; ops never touch global random state, which
+is what makes the pipeline's views a pure function of (seed, stream position).
+
+:func:`parse_augment` turns a big_vision-style spec string such as::
+
+    "random_resized_crop(28, scale=(0.3, 1.0))|hflip|color_jitter(0.4, 0.4, p=0.8)"
+
+into one composed op. The string is parsed with :mod:`ast` and only literal
+arguments are accepted, so a config string can never execute code.
+
+Geometry and blur use PIL (C code, releases the GIL); photometric ops use
+vectorised float32 numpy, following torchvision's / SimCLR's definitions.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+__all__ = [
+    "AUGMENTATIONS",
+    "Augment",
+    "center_crop",
+    "color_jitter",
+    "compose",
+    "gaussian_blur",
+    "grayscale",
+    "hflip",
+    "identity",
+    "parse_augment",
+    "random_resized_crop",
+    "resize",
+    "solarize",
+]
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+Size = int | Sequence[int]
+
+# ITU-R 601-2 luma, the weights PIL and torchvision use for RGB -> L.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _size_hw(size: Size) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        hw = (int(size), int(size))
+    elif isinstance(size, (tuple, list)) and len(size) == 2:
+        hw = (int(size[0]), int(size[1]))
+    else:
+        raise ValueError(f"size must be an int or (height, width); got {size!r}")
+    if min(hw) <= 0:
+        raise ValueError(f"size must be positive; got {size!r}")
+    return hw
+
+
+def _check_p(p: float) -> float:
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"probability p must be in [0, 1]; got {p!r}")
+    return float(p)
+
+
+def _check_range(name: str, value: Sequence[float], low: float = 0.0) -> tuple[float, float]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be a (min, max) pair; got {value!r}")
+    a, b = float(value[0]), float(value[1])
+    if not low <= a <= b:
+        raise ValueError(f"{name} must satisfy {low} <= min <= max; got {value!r}")
+    return a, b
+
+
+def _apply_pil(image: np.ndarray, fn: Callable[[Image.Image], Image.Image]) -> np.ndarray:
+    """Runs a PIL transform on 1-, 3- or any-channel uint8 images."""
+    channels = image.shape[-1]
+    if channels == 1:
+        return np.asarray(fn(Image.fromarray(image[..., 0], mode="L")))[..., None]
+    if channels == 3:
+        return np.asarray(fn(Image.fromarray(image, mode="RGB")))
+    # PIL has no generic multi-channel mode; process channels independently.
+    return np.stack(
+        [np.asarray(fn(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="L")))
+         for c in range(channels)],
+        axis=-1,
+    )
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def identity() -> Augment:
+    """No-op; the meaning of an empty spec."""
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        del rng
+        return image
+
+    return op
+
+
+def resize(size: Size) -> Augment:
+    """Bilinear resize to ``size`` (int = square)."""
+    height, width = _size_hw(size)
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        del rng
+        if image.shape[:2] == (height, width):
+            return image
+        return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR))
+
+    return op
+
+
+def center_crop(size: Size) -> Augment:
+    """Central ``size`` crop; the image must be at least that large."""
+    height, width = _size_hw(size)
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        del rng
+        h, w = image.shape[:2]
+        if h < height or w < width:
+            raise ValueError(f"center_crop({height}, {width}) on a smaller {h}x{w} image")
+        top, left = (h - height) // 2, (w - width) // 2
+        return image[top : top + height, left : left + width]
+
+    return op
+
+
+def random_resized_crop(
+    size: Size,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> Augment:
+    """Inception-style crop of random area and aspect ratio, resized to ``size``.
+
+    Crop sampling follows torchvision's ``RandomResizedCrop``: up to
+    ``attempts`` rejection-sampling tries, then a central crop clamped to
+    ``ratio``. Crop and bilinear resize are a single PIL call (``box=``).
+    """
+    height, width = _size_hw(size)
+    scale = _check_range("scale", scale)
+    ratio = _check_range("ratio", ratio, low=1e-6)
+    if scale[1] > 1.0 or scale[0] <= 0.0:
+        raise ValueError(f"scale must lie in (0, 1]; got {scale!r}")
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+
+    def crop_box(h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        area = h * w
+        for _ in range(attempts):
+            # One draw per attempt: generator calls dominate the cost on small images.
+            u_area, u_ratio, u_top, u_left = rng.random(4)
+            target = area * (scale[0] + (scale[1] - scale[0]) * u_area)
+            aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * u_ratio)
+            cw = int(round(math.sqrt(target * aspect)))
+            ch = int(round(math.sqrt(target / aspect)))
+            if 0 < cw <= w and 0 < ch <= h:
+                top = int(u_top * (h - ch + 1))
+                left = int(u_left * (w - cw + 1))
+                return left, top, left + cw, top + ch
+        in_ratio = w / h
+        if in_ratio < ratio[0]:
+            cw, ch = w, int(round(w / ratio[0]))
+        elif in_ratio > ratio[1]:
+            ch, cw = h, int(round(h * ratio[1]))
+        else:
+            cw, ch = w, h
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return left, top, left + cw, top + ch
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        box = crop_box(image.shape[0], image.shape[1], rng)
+        return _apply_pil(
+            image, lambda im: im.resize((width, height), Image.BILINEAR, box=box)
+        )
+
+    return op
+
+
+def hflip(p: float = 0.5) -> Augment:
+    """Mirrors left-right with probability ``p``."""
+    p = _check_p(p)
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() < p:
+            return np.ascontiguousarray(image[:, ::-1])
+        return image
+
+    return op
+
+
+def _gray(x: np.ndarray) -> np.ndarray:
+    """Luma of float32 [H, W, 3] as [H, W, 1]."""
+    return (x @ _LUMA)[..., None]
+
+
+def _shift_hue(image: np.ndarray, shift: float) -> np.ndarray:
+    # PIL's HSV conversion is C code; hue is stored as 0..255 so the shift wraps
+    # modulo 256, i.e. a fraction `shift` of the colour circle.
+    hsv = np.array(Image.fromarray(image, mode="RGB").convert("HSV"))
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(round(shift * 255))) % 256
+    return np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"))
+
+
+def color_jitter(
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.2,
+    hue: float = 0.1,
+    p: float = 0.8,
+) -> Augment:
+    """torchvision ``ColorJitter`` applied with probability ``p``, random order.
+
+    Factors are drawn from ``[max(0, 1 - x), 1 + x]`` (hue shift from
+    ``[-hue, hue]`` of the colour circle). Saturation and hue need colour, so
+    they are skipped on single-channel images.
+    """
+    p = _check_p(p)
+    for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+        if float(value) < 0:
+            raise ValueError(f"{name} must be >= 0; got {value!r}")
+    if not 0.0 <= float(hue) <= 0.5:
+        raise ValueError(f"hue must be in [0, 0.5]; got {hue!r}")
+    strengths = (float(brightness), float(contrast), float(saturation), float(hue))
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= p:
+            return image
+        is_rgb = image.shape[-1] == 3
+        x = image.astype(np.float32)
+        # Draw every parameter in one call, in a fixed layout, so the random
+        # stream does not depend on which jitters are active; argsort of iid
+        # uniforms is a uniformly random order.
+        u = rng.random(8)
+        order = np.argsort(u[:4])
+        factors = [max(0.0, 1.0 - s) + (1.0 + s - max(0.0, 1.0 - s)) * v for s, v in zip(strengths[:3], u[4:7])]
+        hue_shift = strengths[3] * (2.0 * u[7] - 1.0)
+        for k in order:
+            if k == 0 and strengths[0] > 0:
+                x = np.clip(x * factors[0], 0, 255)
+            elif k == 1 and strengths[1] > 0:
+                mean = float((_gray(x) if is_rgb else x).mean())
+                x = np.clip(factors[1] * x + (1.0 - factors[1]) * mean, 0, 255)
+            elif k == 2 and strengths[2] > 0 and is_rgb:
+                x = np.clip(factors[2] * x + (1.0 - factors[2]) * _gray(x), 0, 255)
+            elif k == 3 and strengths[3] > 0 and is_rgb:
+                x = _shift_hue(_to_uint8(x), hue_shift).astype(np.float32)
+        return _to_uint8(x)
+
+    return op
+
+
+def grayscale(p: float = 0.2) -> Augment:
+    """With probability ``p``, replaces RGB by its luma in all three channels."""
+    p = _check_p(p)
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= p or image.shape[-1] != 3:
+            return image
+        return np.repeat(_to_uint8(_gray(image.astype(np.float32))), 3, axis=-1)
+
+    return op
+
+
+@functools.lru_cache(maxsize=64)
+def _reflect_index(n: int, radius: int) -> np.ndarray:
+    return np.pad(np.arange(n), radius, mode="reflect")
+
+
+def _gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
+    taps = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (taps / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def gaussian_blur(
+    p: float = 0.5,
+    sigma: Sequence[float] = (0.1, 2.0),
+    kernel_frac: float | None = 0.1,
+) -> Augment:
+    """Gaussian blur with ``sigma ~ U(sigma)`` pixels, applied with probability ``p``.
+
+    ``kernel_frac`` reproduces SimCLR/BYOL: the kernel is truncated to an odd
+    size of about ``kernel_frac * min(H, W)`` pixels (at least 3), which on
+    small images caps how blurry a view can get. PIL's ``GaussianBlur`` cannot
+    truncate, so that case is a separable numpy convolution with reflected
+    borders; ``kernel_frac=None`` uses PIL's untruncated ``GaussianBlur``.
+    """
+    p = _check_p(p)
+    low, high = _check_range("sigma", sigma)
+    if low <= 0:
+        raise ValueError(f"sigma must be positive; got {sigma!r}")
+    if kernel_frac is not None and not 0.0 < float(kernel_frac) <= 1.0:
+        raise ValueError(f"kernel_frac must be in (0, 1] or None; got {kernel_frac!r}")
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= p:
+            return image
+        s = float(rng.uniform(low, high))
+        if kernel_frac is None:
+            return _apply_pil(image, lambda im: im.filter(ImageFilter.GaussianBlur(s)))
+        radius = max(1, int(kernel_frac * min(image.shape[:2])) // 2)
+        kernel = _gaussian_kernel(s, radius)
+        h, w = image.shape[:2]
+        # Reflect-pad by indexing with cached index arrays; np.pad costs more
+        # than the whole convolution on MNIST-sized images.
+        x = image.astype(np.float32)[_reflect_index(h, radius)][:, _reflect_index(w, radius)]
+        # Separable: sum shifted copies along H, then along W.
+        rows = sum(kernel[t] * x[t : t + h] for t in range(2 * radius + 1))
+        out = sum(kernel[t] * rows[:, t : t + w] for t in range(2 * radius + 1))
+        return _to_uint8(out)
+
+    return op
+
+
+def solarize(p: float = 0.0, threshold: int = 128) -> Augment:
+    """With probability ``p``, inverts pixels ``>= threshold`` (as PIL/BYOL)."""
+    p = _check_p(p)
+    if not 0 <= int(threshold) <= 256:
+        raise ValueError(f"threshold must be in [0, 256]; got {threshold!r}")
+    threshold = int(threshold)
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= p:
+            return image
+        return np.where(image >= threshold, 255 - image, image).astype(np.uint8)
+
+    return op
+
+
+def compose(ops: Sequence[Augment]) -> Augment:
+    """Applies ``ops`` left to right, all drawing from the same ``rng``."""
+    ops = tuple(ops)
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for fn in ops:
+            image = fn(image, rng)
+        return image
+
+    return op
+
+
+#: Op name -> factory; factories take the op's configuration and return an op.
+AUGMENTATIONS: dict[str, Callable[..., Augment]] = {
+    "identity": identity,
+    "resize": resize,
+    "center_crop": center_crop,
+    "random_resized_crop": random_resized_crop,
+    "hflip": hflip,
+    "color_jitter": color_jitter,
+    "grayscale": grayscale,
+    "gaussian_blur": gaussian_blur,
+    "solarize": solarize,
+}
+
+
+def _flatten_pipe(node: ast.expr) -> list[ast.expr]:
+    # `a|b|c` is valid Python (left-nested BitOr), so ast does the splitting and
+    # `|` inside string literals or brackets can never be mistaken for a separator.
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _flatten_pipe(node.left) + _flatten_pipe(node.right)
+    return [node]
+
+
+def _literal(node: ast.expr, spec: str) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except ValueError as error:
+        raise ValueError(
+            f"augment arguments must be literals; got {ast.get_source_segment(spec, node)!r}"
+        ) from error
+
+
+def _build_op(node: ast.expr, spec: str) -> Augment:
+    if isinstance(node, ast.Name):
+        name, args, kwargs = node.id, [], {}
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        name = node.func.id
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(
+            k.arg is None for k in node.keywords
+        ):
+            raise ValueError(f"*args / **kwargs are not allowed in augment spec {spec!r}")
+        args = [_literal(a, spec) for a in node.args]
+        kwargs = {k.arg: _literal(k.value, spec) for k in node.keywords}
+    else:
+        raise ValueError(
+            f"cannot parse {ast.get_source_segment(spec, node)!r} in augment spec "
+            f"{spec!r}; expected name or name(args)"
+        )
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
+    factory = AUGMENTATIONS[name]
+    try:
+        inspect.signature(factory).bind(*args, **kwargs)
+    except TypeError as error:
+        raise ValueError(
+            f"bad arguments for {name}{inspect.signature(factory)}: {error}"
+        ) from error
+    try:
+        return factory(*args, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"bad arguments for augmentation {name!r}: {error}") from error
+
+
+def parse_augment(spec: str) -> Augment:
+    """Parses ``"op1(args)|op2|..."`` into one op ``aug(image, rng) -> image``.
+
+    A bare name uses the op's defaults; an empty spec is the identity.
+    Raises ``ValueError`` for syntax errors, unknown ops, non-literal or bad
+    arguments.
+    """
+    if not isinstance(spec, str):
+        raise ValueError(f"augment spec must be a string; got {type(spec).__name__}")
+    if not spec.strip():
+        return identity()
+    try:
+        tree = ast.parse(spec.strip(), mode="eval")
+    except SyntaxError as error:
+        raise ValueError(f"cannot parse augment spec {spec!r}: {error.msg}") from error
+    stripped = spec.strip()
+    return compose([_build_op(node, stripped) for node in _flatten_pipe(tree.body)])

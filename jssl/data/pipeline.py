@@ -1,0 +1,215 @@
+"""Grain input pipeline: sharded, shuffled, multi-view augmented batches.
+
+The training stream is built entirely from Grain ``MapDataset`` index
+transformations, in this order::
+
+    source[process_index::process_count]   # disjoint shard per process
+      .shuffle(seed)                        # per-epoch permutation
+      .random_map(make_views, seed)         # rng from (seed, epoch, position)
+      .batch(local_batch, drop_remainder=True)
+      .repeat(None)                         # reshuffles / reseeds each epoch
+      .to_iter_dataset()                    # checkpointable iterator
+      .mp_prefetch(num_workers)             # optional worker processes
+
+Because batching happens *before* ``to_iter_dataset``, every element that a
+prefetch worker produces is a complete batch whose content is a pure function
+of (seed, process_index, batch position); the number of workers and their
+timing can therefore never change what the trainer sees, and the iterator
+state is just "next batch position" (plus worker bookkeeping).
+
+Checkpointing with Orbax: Grain ships ``grain.checkpoint.CheckpointSave`` /
+``CheckpointRestore`` argument classes registered with Orbax;
+:func:`iterator_state_args` returns the right one (see its docstring).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+from jssl.data.augment import Augment, parse_augment
+from jssl.data.sources import ImageSource
+
+__all__ = [
+    "MultiViewTransform",
+    "iterator_state_args",
+    "load_arrays",
+    "make_train_iterator",
+]
+
+# ReadOptions for the batch-level MapDataset -> IterDataset step. Elements are
+# whole batches, so a handful of threads / buffered batches is plenty; Grain's
+# defaults (16 threads, 500 elements) would buffer hundreds of batches.
+_READ_THREADS = 2
+_READ_BUFFER = 4
+
+
+class MultiViewTransform(grain.transforms.RandomMap):
+    """Record -> ``{'view_0', ..., 'view_{V-1}', 'label'}`` from one Grain rng.
+
+    A class rather than a closure so it pickles cleanly into worker processes.
+    Views are drawn in order from the same generator, so view ``v`` is fixed by
+    the rng Grain hands over for this position.
+    """
+
+    def __init__(self, specs: Sequence[str]) -> None:
+        self.specs = tuple(specs)
+        self._ops: tuple[Augment, ...] = tuple(parse_augment(s) for s in self.specs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ops are closures; ship the spec strings and re-parse on the other side.
+        return {"specs": self.specs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["specs"])
+
+    def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        image = element["image"]
+        out = {f"view_{v}": op(image, rng) for v, op in enumerate(self._ops)}
+        out["label"] = np.int32(element["label"])
+        return out
+
+
+def _augment_specs(augment: str | Sequence[str], num_views: int) -> list[str]:
+    if num_views < 1:
+        raise ValueError(f"num_views must be >= 1; got {num_views}")
+    if isinstance(augment, str):
+        specs = [augment] * num_views
+    else:
+        specs = list(augment)
+        if len(specs) != num_views or not all(isinstance(s, str) for s in specs):
+            raise ValueError(
+                f"augment must be one spec string or {num_views} spec strings "
+                f"(one per view); got {augment!r}"
+            )
+    # Parse eagerly: a typo in the config should fail at start-up, in the
+    # main process, not inside a worker.
+    for spec in specs:
+        parse_augment(spec)
+    return specs
+
+
+def _derive_seed(seed: int, process_index: int) -> int:
+    # Folding the process index in keeps hosts from applying identical crop /
+    # jitter parameters at the same stream position of their different shards.
+    return int(np.random.SeedSequence([seed, process_index]).generate_state(1)[0])
+
+
+def _ensure_absl_flags_parsed() -> None:
+    # Grain's multiprocess prefetch reads absl flags (worker profiling); outside
+    # absl.app (pytest, notebooks, plain scripts) they are unparsed and reading
+    # them raises. Marking them parsed keeps every flag at its default.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def make_train_iterator(
+    source: ImageSource,
+    *,
+    global_batch_size: int,
+    num_views: int,
+    augment: str | Sequence[str],
+    seed: int,
+    num_workers: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.DatasetIterator:
+    """Endless, checkpointable iterator of augmented multi-view batches.
+
+    Yields ``{'view_0': uint8 [B, H, W, C], ..., 'label': int32 [B]}`` with
+    ``B = global_batch_size // process_count``. Each process reads the disjoint
+    shard ``source[process_index::process_count]``; each epoch of the shard is
+    reshuffled and re-augmented from ``seed``, and the last incomplete batch of
+    an epoch is dropped. Output is identical for any ``num_workers``.
+    """
+    if len(source) == 0:
+        raise ValueError(f"source {source!r} is empty")
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(
+            f"need 0 <= process_index < process_count; got {process_index} of {process_count}"
+        )
+    if global_batch_size < 1 or global_batch_size % process_count:
+        raise ValueError(
+            f"global_batch_size ({global_batch_size}) must be a positive multiple "
+            f"of process_count ({process_count})"
+        )
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32); got {seed}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0; got {num_workers}")
+    specs = _augment_specs(augment, num_views)
+    local_batch = global_batch_size // process_count
+
+    dataset = grain.MapDataset.source(source)[process_index::process_count]
+    if local_batch > len(dataset):
+        raise ValueError(
+            f"local batch size {local_batch} (global {global_batch_size} / "
+            f"{process_count} processes) exceeds the {len(dataset)} records in "
+            f"this process's shard; no full batch can be formed"
+        )
+    derived = _derive_seed(seed, process_index)
+    dataset = (
+        dataset.shuffle(seed=derived)
+        .random_map(MultiViewTransform(specs), seed=derived)
+        .batch(local_batch, drop_remainder=True)
+        .repeat(None)
+    )
+    iter_dataset = dataset.to_iter_dataset(
+        grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER)
+    )
+    if num_workers > 0:
+        _ensure_absl_flags_parsed()
+        iter_dataset = iter_dataset.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2)
+        )
+    return iter(iter_dataset)
+
+
+def iterator_state_args(iterator: grain.DatasetIterator, *, restore: bool = False) -> Any:
+    """Orbax checkpoint args for a Grain iterator (save, or restore in place).
+
+    Use one entry of an ``ocp.args.Composite``::
+
+        mngr.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=iterator_state_args(it)))
+        restored = mngr.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            data=iterator_state_args(it, restore=True)))
+        it = restored["data"]  # the same object, its state set from disk
+
+    Grain's handler writes ``process_{i}-of-{n}.json`` per JAX process, so in
+    multi-host runs every process saves its own shard's position.
+    """
+    import grain.checkpoint as grain_checkpoint
+
+    if restore:
+        return grain_checkpoint.CheckpointRestore(iterator)
+    return grain_checkpoint.CheckpointSave(iterator)
+
+
+def load_arrays(source: ImageSource) -> tuple[np.ndarray, np.ndarray]:
+    """The whole source as ``(uint8 [N, H, W, C], int32 [N])`` for evaluation."""
+    images = getattr(source, "images", None)
+    labels = getattr(source, "labels", None)
+    if isinstance(images, np.ndarray) and isinstance(labels, np.ndarray):
+        return images, labels.astype(np.int32, copy=False)
+    n = len(source)
+    if n == 0:
+        raise ValueError(f"source {source!r} is empty")
+    if hasattr(source, "__getitems__"):
+        records = list(source.__getitems__(list(range(n))))
+    else:
+        records = [source[i] for i in range(n)]
+    shapes = {r["image"].shape for r in records}
+    if len(shapes) != 1:
+        raise ValueError(f"load_arrays needs equally sized images; got shapes {sorted(shapes)[:5]}")
+    return (
+        np.stack([np.asarray(r["image"], dtype=np.uint8) for r in records]),
+        np.asarray([r["label"] for r in records], dtype=np.int32),
+    )
