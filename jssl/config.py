@@ -31,8 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.path = ""
     c.data.train_split = "train"
     c.data.eval_split = "test"
-    c.data.image_key = "image"
-    c.data.label_key = "label"
+    c.data.image_key = ""  # tfds feature names; empty: 'image' / 'label'
+    c.data.label_key = ""
     c.data.num_classes = 10
     c.data.mean = (0.5,)
     c.data.std = (0.5,)

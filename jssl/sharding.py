@@ -44,9 +44,11 @@ def make_mesh(axis_sizes: Mapping[str, int], devices: Sequence[jax.Device] | Non
         raise ValueError(
             f"mesh {dict(zip(names, sizes))} needs {int(np.prod(sizes))} devices but {len(devices)} are available"
         )
-    # create_device_mesh orders devices so that inner axes stay on fast local links.
-    device_grid = jax.experimental.mesh_utils.create_device_mesh(sizes, devices=devices)
-    return Mesh(device_grid, names)
+    # make_mesh orders devices so that inner axes stay on fast local links. Auto axes: the
+    # compiler propagates shardings (GSPMD) from the annotated parameters and batch.
+    return jax.make_mesh(
+        tuple(sizes), names, axis_types=(jax.sharding.AxisType.Auto,) * len(names), devices=devices
+    )
 
 
 def batch_size_per_shard(mesh: Mesh) -> int:
@@ -109,11 +111,15 @@ def state_shardings(abstract_state: Any, rules: Sequence[tuple[str, Any]], mesh:
     """NamedShardings for an abstract NNX state, from each variable's logical axis names."""
     from flax import nnx  # Local: keeps `jssl.sharding` importable without flax.
 
-    def sharding_of(variable):
-        logical = variable.get_metadata().get("out_sharding")
-        shape = variable.get_value().shape
+    def sharding_of(leaf):
+        if not isinstance(leaf, nnx.Variable):  # step counters, rng keys: replicated
+            return NamedSharding(mesh, P())
+        if not hasattr(leaf.get_value(), "shape"):  # e.g. optax's MaskedNode: holds no array
+            return leaf
+        logical = leaf.get_metadata().get("out_sharding")
         spec = logical_to_mesh_spec(P(*logical) if logical else None, rules, mesh)
-        return NamedSharding(mesh, _divides(spec, shape, mesh))
+        # Keep the Variable node so the result has the state's exact tree structure.
+        return leaf.replace(NamedSharding(mesh, _divides(spec, leaf.get_value().shape, mesh)))
 
     return jax.tree.map(sharding_of, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 

@@ -71,8 +71,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 
 def source_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Source options from the config; empty strings mean 'not set' (each source takes only its own)."""
     d = config.data
-    return dict(tfds_name=d.tfds_name, data_dir=d.data_dir or None, path=d.path, image_key=d.image_key, label_key=d.label_key)
+    options = dict(tfds_name=d.tfds_name, data_dir=d.data_dir, path=d.path, image_key=d.image_key, label_key=d.label_key)
+    return {k: (os.path.expanduser(v) if k in ("data_dir", "path") else v) or None for k, v in options.items()}
 
 
 def normalize(images: jax.Array, mean, std, dtype) -> jax.Array:
@@ -149,7 +151,7 @@ def build_experiment(config: ml_collections.ConfigDict, *, image_shape: tuple[in
         views = [normalize(batch[f"view_{i}"], mean, std, dtype) for i in range(num_views)]
 
         def loss_fn(params):
-            model = nnx.merge(graphdef, params, state.buffers)
+            model = nnx.merge(graphdef, params, state.buffers, copy=True)
             out = model.method(views, rngs=nnx.Rngs(rng))
             logits = model.probe(jax.lax.stop_gradient(out.features))
             probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
@@ -162,7 +164,7 @@ def build_experiment(config: ml_collections.ConfigDict, *, image_shape: tuple[in
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
 
-        model = nnx.merge(graphdef, params, buffers)
+        model = nnx.merge(graphdef, params, buffers, copy=True)
         model.method.after_step(state.step)
         _, params, buffers = nnx.split(model, nnx.Param, ...)
 
@@ -196,7 +198,7 @@ def build_experiment(config: ml_collections.ConfigDict, *, image_shape: tuple[in
     )
 
     def represent(params, buffers, images):
-        model = nnx.merge(graphdef, params, buffers)
+        model = nnx.merge(graphdef, params, buffers, copy=True)
         model.eval()  # BatchNorm from running statistics
         features = model.method.represent(normalize(images, mean, std, dtype)).astype(jnp.float32)
         return features, model.probe(features)
