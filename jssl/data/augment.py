@@ -292,8 +292,9 @@ def gaussian_blur(
     ``kernel_frac`` reproduces SimCLR/BYOL: the kernel is truncated to an odd
     size of about ``kernel_frac * min(H, W)`` pixels (at least 3), which on
     small images caps how blurry a view can get. PIL's ``GaussianBlur`` cannot
-    truncate, so that case is a separable numpy convolution with reflected
-    borders; ``kernel_frac=None`` uses PIL's untruncated ``GaussianBlur``.
+    truncate, so 3x3 / 5x5 kernels run through PIL's ``ImageFilter.Kernel`` and
+    larger ones as a separable numpy convolution with reflected borders;
+    ``kernel_frac=None`` uses PIL's untruncated ``GaussianBlur``.
     """
     p = _check_p(p)
     low, high = _check_range("sigma", sigma)
@@ -310,6 +311,12 @@ def gaussian_blur(
             return _apply_pil(image, lambda im: im.filter(ImageFilter.GaussianBlur(s)))
         radius = max(1, int(kernel_frac * min(image.shape[:2])) // 2)
         kernel = _gaussian_kernel(s, radius)
+        if radius <= 2:
+            # PIL runs 3x3 / 5x5 kernels in one C call (edges replicate rather
+            # than reflect, which is immaterial for a blur augmentation).
+            taps = tuple(float(v) for v in np.outer(kernel, kernel).ravel())
+            size = (2 * radius + 1, 2 * radius + 1)
+            return _apply_pil(image, lambda im: im.filter(ImageFilter.Kernel(size, taps, scale=1.0)))
         h, w = image.shape[:2]
         # Reflect-pad by indexing with cached index arrays; np.pad costs more
         # than the whole convolution on MNIST-sized images.
