@@ -26,9 +26,7 @@ def get_method_class(name: str) -> type[Method]:
 def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, rngs: nnx.Rngs) -> Method:
     """Builds the method named by `config.method.name` with its networks and buffers."""
     cls = get_method_class(config.method.name)
-    # Variables carry logical axis names; the trainer places them with jit out_shardings.
-    with nnx.use_eager_sharding(False):
-        return cls(config, in_channels=in_channels, dtype=dtype, rngs=rngs)
+    return cls(config, in_channels=in_channels, dtype=dtype, rngs=rngs)
 
 
 __all__ = ["METHODS", "Method", "MethodOutput", "SimCLR", "build_method", "get_method_class"]

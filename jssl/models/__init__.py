@@ -20,10 +20,7 @@ def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
     """Builds the backbone called `name`; it exposes `feature_dim` and maps images to features."""
     if name not in BACKBONES:
         raise ValueError(f"unknown model {name!r}; known models: {sorted(BACKBONES)}")
-    # Variables carry logical axis names; jssl places them with jit `out_shardings` (see
-    # `jssl.sharding`), so Flax must not try to shard them eagerly at creation.
-    with nnx.use_eager_sharding(False):
-        return BACKBONES[name](rngs=rngs, **kwargs)
+    return BACKBONES[name](rngs=rngs, **kwargs)
 
 
 __all__ = ["BACKBONES", "LinearClassifier", "MLPHead", "ResNet", "get_backbone"]

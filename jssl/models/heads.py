@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jssl.models.partitioning import logical
+
 _DENSE_AXES = ("embed", "mlp")
 
 
@@ -15,8 +17,21 @@ def dense(in_features: int, out_features: int, *, use_bias: bool = True, dtype=j
         out_features,
         use_bias=use_bias,
         dtype=dtype,
-        kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), _DENSE_AXES),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("mlp",)),
+        kernel_init=logical(nnx.initializers.lecun_normal(), _DENSE_AXES),
+        bias_init=logical(nnx.initializers.zeros_init(), ("mlp",)),
+        rngs=rngs,
+    )
+
+
+def _batch_norm(features: int, *, affine: bool = True, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
+    return nnx.BatchNorm(
+        features,
+        momentum=0.9,
+        use_scale=affine,
+        use_bias=affine,
+        dtype=dtype,
+        scale_init=logical(nnx.initializers.ones_init(), ("mlp",)),
+        bias_init=logical(nnx.initializers.zeros_init(), ("mlp",)),
         rngs=rngs,
     )
 
@@ -45,9 +60,9 @@ class MLPHead(nnx.Module):
         self.layers = nnx.List(
             [dense(a, b, use_bias=i == num_layers - 1, dtype=dtype, rngs=rngs) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
         )
-        norms = [nnx.BatchNorm(w, momentum=0.9, dtype=dtype, rngs=rngs) for w in widths[1:-1]]
+        norms = [_batch_norm(w, dtype=dtype, rngs=rngs) for w in widths[1:-1]]
         if last_batch_norm:
-            norms.append(nnx.BatchNorm(out_features, momentum=0.9, use_scale=False, use_bias=False, dtype=dtype, rngs=rngs))
+            norms.append(_batch_norm(out_features, affine=False, dtype=dtype, rngs=rngs))
         self.norms = nnx.List(norms)
         self.last_batch_norm = last_batch_norm
 
@@ -69,8 +84,8 @@ class LinearClassifier(nnx.Module):
         self.linear = nnx.Linear(
             in_features,
             num_classes,
-            kernel_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed", None)),
-            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), (None,)),
+            kernel_init=logical(nnx.initializers.zeros_init(), ("embed", None)),
+            bias_init=logical(nnx.initializers.zeros_init(), (None,)),
             rngs=rngs,
         )
 

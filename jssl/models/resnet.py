@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jssl.models.partitioning import logical
+
 _CONV_AXES = (None, None, "conv_in", "conv_out")
 _CHANNEL_AXES = ("conv_out",)
 
@@ -28,7 +30,7 @@ def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *, d
         padding=[(kernel // 2, kernel // 2)] * 2,
         use_bias=False,
         dtype=dtype,
-        kernel_init=nnx.with_partitioning(init, _CONV_AXES),
+        kernel_init=logical(init, _CONV_AXES),
         rngs=rngs,
     )
 
@@ -45,8 +47,8 @@ def batch_norm(features: int, *, zero_init: bool = False, dtype, rngs: nnx.Rngs)
         momentum=0.9,
         epsilon=1e-5,
         dtype=dtype,
-        scale_init=nnx.with_partitioning(scale_init, _CHANNEL_AXES),
-        bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), _CHANNEL_AXES),
+        scale_init=logical(scale_init, _CHANNEL_AXES),
+        bias_init=logical(nnx.initializers.zeros_init(), _CHANNEL_AXES),
         rngs=rngs,
     )
 

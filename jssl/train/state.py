@@ -21,8 +21,7 @@ class SSLModel(nnx.Module):
 
     def __init__(self, method: Method, *, num_classes: int, rngs: nnx.Rngs):
         self.method = method
-        with nnx.use_eager_sharding(False):
-            self.probe = LinearClassifier(method.feature_dim, num_classes, rngs=rngs)
+        self.probe = LinearClassifier(method.feature_dim, num_classes, rngs=rngs)
 
 
 @flax.struct.dataclass

@@ -1,0 +1,70 @@
+"""Mesh construction, logical-axis rules, weight-decay masks and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from jssl import sharding
+from jssl.train.optimizers import build_optimizer, learning_rate_schedule
+from tests.train.helpers import tiny_config
+
+
+def test_mesh_fills_minus_one_and_rejects_bad_shapes():
+    n = jax.device_count()
+    mesh = sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1))
+    assert mesh.shape["data"] == n
+    with pytest.raises(ValueError, match="at most one mesh axis may be -1"):
+        sharding.make_mesh(dict(data=-1, fsdp=-1, tensor=1))
+    with pytest.raises(ValueError, match="needs"):
+        sharding.make_mesh(dict(data=n + 1, fsdp=1, tensor=1))
+    with pytest.raises(ValueError, match="must have a 'fsdp' axis"):
+        sharding.make_mesh(dict(data=-1))
+
+
+def test_logical_rules_map_names_drop_trivial_axes_and_never_reuse_an_axis():
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 devices")
+    mesh = sharding.make_mesh(dict(data=2, fsdp=4, tensor=1))
+    rules = (("conv_out", "fsdp"), ("mlp", "fsdp"), ("embed", "tensor"))
+    assert sharding.logical_to_mesh_spec(P(None, "conv_out"), rules, mesh) == P(None, "fsdp")
+    assert sharding.logical_to_mesh_spec(P("embed", "mlp"), rules, mesh) == P(None, "fsdp")  # tensor has size 1
+    assert sharding.logical_to_mesh_spec(P("mlp", "conv_out"), rules, mesh) == P("fsdp", None)
+    assert sharding.logical_to_mesh_spec(P("unknown"), rules, mesh) == P(None)
+
+
+def test_schedule_scales_with_batch_warms_up_and_decays():
+    config = tiny_config(**{"optimizer.base_learning_rate": 0.3, "global_batch_size": 512, "total_steps": 100,
+                            "optimizer.warmup_steps": 10})
+    schedule = learning_rate_schedule(config)
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(10)) == pytest.approx(0.3 * 512 / 256)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lars", "adamw", "sgd"])
+def test_weight_decay_skips_biases_and_norms(name):
+    config = tiny_config(**{"optimizer.name": name, "optimizer.weight_decay": 0.5, "optimizer.warmup_steps": 0,
+                            "optimizer.base_learning_rate": 0.1})
+    tx, _ = build_optimizer(config)
+    params = {"method": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,))}, "probe": {"kernel": jnp.ones((3, 2))}}
+    zero_grads = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zero_grads, tx.init(params), params)
+    assert np.all(np.asarray(updates["method"]["kernel"]) < 0)  # decayed
+    np.testing.assert_array_equal(updates["method"]["bias"], 0.0)  # not decayed
+    np.testing.assert_array_equal(updates["probe"]["kernel"], 0.0)  # probe: own optimizer, no decay
+
+
+def test_probe_has_its_own_learning_rate():
+    config = tiny_config(**{"optimizer.base_learning_rate": 0.0, "probe.learning_rate": 0.01})
+    tx, _ = build_optimizer(config)
+    params = {"method": {"kernel": jnp.ones((2, 2))}, "probe": {"kernel": jnp.ones((2, 2))}}
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_array_equal(updates["method"]["kernel"], 0.0)
+    assert np.all(np.asarray(updates["probe"]["kernel"]) < 0)
+    assert isinstance(tx, optax.GradientTransformation)
