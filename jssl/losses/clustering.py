@@ -49,20 +49,18 @@ def sinkhorn_knopp(
   _checks.check_array(fn, "scores", scores, ndim=2)
   _checks.check_positive(fn, "epsilon", epsilon)
   _checks.check_positive_int(fn, "num_iters", num_iters, optional=False)
-  s = lax.stop_gradient(scores.astype(jnp.float32)) / epsilon
-  # A global shift cancels in the first normalisation; it keeps exp() from overflowing
-  # for small epsilon.
-  shift = jnp.max(s)
-  if axis_name is not None:
-    shift = lax.pmax(shift, axis_name)
-  q = jnp.exp(s - shift)
-  b_global = q.shape[0] * _sharding.axis_size(axis_name)
-  k = q.shape[1]
-  q = q / _sharding.psum(jnp.sum(q), axis_name)
+  # Log domain: with small epsilon, exp(scores / epsilon) under- or overflows float32
+  # (e.g. epsilon=0.01 and cosines of -1..1), which the usual direct iteration turns
+  # into NaN; the log-domain iteration is the same algorithm without that failure.
+  log_q = lax.stop_gradient(scores.astype(jnp.float32)) / epsilon
+  b_global = log_q.shape[0] * _sharding.axis_size(axis_name)
+  k = log_q.shape[1]
+  log_q = log_q - _sharding.logsumexp(
+      jax.nn.logsumexp(log_q, axis=1, keepdims=True), 0, axis_name)
   for _ in range(num_iters):
-    q = q / (_sharding.psum(jnp.sum(q, axis=0, keepdims=True), axis_name) * k)
-    q = q / (jnp.sum(q, axis=1, keepdims=True) * b_global)
-  return q * b_global
+    log_q = log_q - _sharding.logsumexp(log_q, 0, axis_name) - jnp.log(k)
+    log_q = log_q - jax.nn.logsumexp(log_q, axis=1, keepdims=True) - jnp.log(b_global)
+  return jnp.exp(log_q + jnp.log(b_global))
 
 
 def swav(

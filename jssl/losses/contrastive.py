@@ -285,7 +285,7 @@ def update_queue(
   _checks.check_array(fn, "keys", keys, ndim=2)
   _checks.check_dim(fn, "keys", keys, 1, queue.shape[1], "the queue's embedding dim")
   _checks.check_array(fn, "pointer", jnp.asarray(pointer), ndim=0, kind="int")
-  keys = lax.stop_gradient(_sharding.all_gather(keys, axis_name)).astype(queue.dtype)
+  keys = _sharding.all_gather_replicated(lax.stop_gradient(keys), axis_name).astype(queue.dtype)
   size, b = queue.shape[0], keys.shape[0]
   if b > size:
     raise ValueError(f"{fn}: global batch {b} is larger than the queue ({size}).")

@@ -15,14 +15,12 @@ P = helpers.P
 
 
 def _views(seed=0, n=16, d=8):
-  k1, k2 = jax.random.split(jax.random.key(seed))
-  z1 = jax.random.normal(k1, (n, d))
-  z2 = z1 + 0.5 * jax.random.normal(k2, (n, d))
-  return z1, z2
+  r = np.random.default_rng(seed)
+  z1 = r.standard_normal((n, d)).astype(np.float32)
+  return jnp.asarray(z1), jnp.asarray(z1 + 0.5 * r.standard_normal((n, d)), jnp.float32)
 
 
-@pytest.mark.parametrize("block_size", [None, 5, 32])
-@pytest.mark.parametrize("temperature", [0.1, 0.5])
+@pytest.mark.parametrize("block_size, temperature", [(None, 0.1), (5, 0.5), (32, 0.1)])
 def test_nt_xent_matches_reference(block_size, temperature):
   z1, z2 = _views()
   loss, metrics = losses.nt_xent(z1, z2, temperature=temperature, block_size=block_size)
@@ -32,16 +30,8 @@ def test_nt_xent_matches_reference(block_size, temperature):
                              ref_m["contrastive_accuracy"], atol=1e-6)
 
 
-def test_nt_xent_generic_checks():
-  z1, z2 = _views()
-  fn = functools.partial(losses.nt_xent, temperature=0.2)
-  helpers.check_jit_matches_eager(fn, (z1, z2))
-  helpers.check_bf16_close(fn, (z1, z2), float_args={0, 1})
-  helpers.check_finite_grads(fn, (z1, z2), argnums=(0, 1))
-
-
-@pytest.mark.parametrize("block_size", [None, 7])
-def test_nt_xent_sharded(mesh, block_size):
+def test_nt_xent_sharded_outer_and_inner_grads(mesh):
+  block_size = 7
   z1, z2 = _views(n=32)
   make = lambda ax: functools.partial(losses.nt_xent, temperature=0.1, axis_name=ax,
                                       block_size=block_size)
@@ -88,8 +78,8 @@ def test_nt_xent_perfect_alignment_is_accurate_and_low():
 
 def test_nt_xent_extreme_logits_are_stable():
   z1, z2 = _views()
-  loss, _ = losses.nt_xent(z1, z2, temperature=1e-3)
-  g = jax.grad(lambda a: losses.nt_xent(a, z2, temperature=1e-3)[0])(z1)
+  f = jax.jit(jax.value_and_grad(lambda a: losses.nt_xent(a, z2, temperature=1e-3)[0]))
+  loss, g = f(z1)
   assert np.isfinite(float(loss)) and np.all(np.isfinite(np.asarray(g)))
 
 
