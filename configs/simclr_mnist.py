@@ -36,9 +36,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     )
 
     config.model.name = "resnet_mini"
-    config.model.kwargs = ml_collections.ConfigDict(
-        dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2)
-    )
+    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
 
     config.method.name = "simclr"
     config.method.temperature = 0.2

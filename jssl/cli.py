@@ -18,6 +18,7 @@ from ml_collections import config_flags
 # source checkout (`pip install -e .`).
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "simclr_mnist.py")
 
+
 def maybe_initialize_distributed(mode: str) -> None:
     """Starts jax.distributed for multi-process runs (SLURM, Kubernetes, `launch/multiprocess.sh`).
 
@@ -55,7 +56,9 @@ def _train(config, workdir: str | None, extra: list[str]) -> None:
 
     results = train(config, workdir)
     ssl = results["ssl"]
-    print(f"final: kNN {ssl['knn']:.4f}, linear probe {ssl['linear_probe']:.4f}, online probe {ssl['online_probe']:.4f}")
+    print(
+        f"final: kNN {ssl['knn']:.4f}, linear probe {ssl['linear_probe']:.4f}, online probe {ssl['online_probe']:.4f}"
+    )
     if "raw_pixels" in results:
         print(
             f"baselines: raw pixels kNN {results['raw_pixels']['knn']:.4f} / linear {results['raw_pixels']['linear_probe']:.4f}; "
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:  # jssl's convention: bad input raises ValueError with a clear message
         print(f"jssl {command}: error: {e}", file=sys.stderr)
         sys.exit(1)
+
 
 if __name__ == "__main__":
     main()

@@ -46,9 +46,7 @@ def make_mesh(axis_sizes: Mapping[str, int], devices: Sequence[jax.Device] | Non
         )
     # make_mesh orders devices so that inner axes stay on fast local links. Auto axes: the
     # compiler propagates shardings (GSPMD) from the annotated parameters and batch.
-    return jax.make_mesh(
-        tuple(sizes), names, axis_types=(jax.sharding.AxisType.Auto,) * len(names), devices=devices
-    )
+    return jax.make_mesh(tuple(sizes), names, axis_types=(jax.sharding.AxisType.Auto,) * len(names), devices=devices)
 
 
 def batch_size_per_shard(mesh: Mesh) -> int:

@@ -6,4 +6,3 @@ The flag must be set before jax is first imported anywhere in the session.
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-

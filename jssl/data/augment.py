@@ -87,8 +87,7 @@ def _apply_pil(image: np.ndarray, fn: Callable[[Image.Image], Image.Image]) -> n
         return np.asarray(fn(Image.fromarray(image, mode="RGB")))
     # PIL has no generic multi-channel mode; process channels independently.
     return np.stack(
-        [np.asarray(fn(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="L")))
-         for c in range(channels)],
+        [np.asarray(fn(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="L"))) for c in range(channels)],
         axis=-1,
     )
 
@@ -179,9 +178,7 @@ def random_resized_crop(
 
     def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         box = crop_box(image.shape[0], image.shape[1], rng)
-        return _apply_pil(
-            image, lambda im: im.resize((width, height), Image.BILINEAR, box=box)
-        )
+        return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR, box=box))
 
     return op
 
@@ -382,9 +379,7 @@ def _literal(node: ast.expr, spec: str) -> Any:
     try:
         return ast.literal_eval(node)
     except ValueError as error:
-        raise ValueError(
-            f"augment arguments must be literals; got {ast.get_source_segment(spec, node)!r}"
-        ) from error
+        raise ValueError(f"augment arguments must be literals; got {ast.get_source_segment(spec, node)!r}") from error
 
 
 def _build_op(node: ast.expr, spec: str) -> Augment:
@@ -392,16 +387,13 @@ def _build_op(node: ast.expr, spec: str) -> Augment:
         name, args, kwargs = node.id, [], {}
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         name = node.func.id
-        if any(isinstance(a, ast.Starred) for a in node.args) or any(
-            k.arg is None for k in node.keywords
-        ):
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             raise ValueError(f"*args / **kwargs are not allowed in augment spec {spec!r}")
         args = [_literal(a, spec) for a in node.args]
         kwargs = {k.arg: _literal(k.value, spec) for k in node.keywords}
     else:
         raise ValueError(
-            f"cannot parse {ast.get_source_segment(spec, node)!r} in augment spec "
-            f"{spec!r}; expected name or name(args)"
+            f"cannot parse {ast.get_source_segment(spec, node)!r} in augment spec {spec!r}; expected name or name(args)"
         )
     if name not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
@@ -409,9 +401,7 @@ def _build_op(node: ast.expr, spec: str) -> Augment:
     try:
         inspect.signature(factory).bind(*args, **kwargs)
     except TypeError as error:
-        raise ValueError(
-            f"bad arguments for {name}{inspect.signature(factory)}: {error}"
-        ) from error
+        raise ValueError(f"bad arguments for {name}{inspect.signature(factory)}: {error}") from error
     try:
         return factory(*args, **kwargs)
     except (TypeError, ValueError) as error:

@@ -82,8 +82,7 @@ def _augment_specs(augment: str | Sequence[str], num_views: int) -> list[str]:
         specs = list(augment)
         if len(specs) != num_views or not all(isinstance(s, str) for s in specs):
             raise ValueError(
-                f"augment must be one spec string or {num_views} spec strings "
-                f"(one per view); got {augment!r}"
+                f"augment must be one spec string or {num_views} spec strings (one per view); got {augment!r}"
             )
     # Parse eagerly: a typo in the config should fail at start-up, in the
     # main process, not inside a worker.
@@ -130,13 +129,10 @@ def make_train_iterator(
     if len(source) == 0:
         raise ValueError(f"source {source!r} is empty")
     if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(
-            f"need 0 <= process_index < process_count; got {process_index} of {process_count}"
-        )
+        raise ValueError(f"need 0 <= process_index < process_count; got {process_index} of {process_count}")
     if global_batch_size < 1 or global_batch_size % process_count:
         raise ValueError(
-            f"global_batch_size ({global_batch_size}) must be a positive multiple "
-            f"of process_count ({process_count})"
+            f"global_batch_size ({global_batch_size}) must be a positive multiple of process_count ({process_count})"
         )
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32); got {seed}")

@@ -77,15 +77,13 @@ class ArraySource:
         labels = np.asarray(labels)
         if images.dtype != np.uint8 or images.ndim not in (3, 4):
             raise ValueError(
-                "images must be uint8 [N, H, W, C] (or [N, H, W]); got "
-                f"{images.dtype} with shape {images.shape}"
+                f"images must be uint8 [N, H, W, C] (or [N, H, W]); got {images.dtype} with shape {images.shape}"
             )
         if images.ndim == 3:
             images = images[..., None]
         if not np.issubdtype(labels.dtype, np.integer) or labels.ndim != 1:
             raise ValueError(
-                "labels must be an integer array of shape [N]; got "
-                f"{labels.dtype} with shape {labels.shape}"
+                f"labels must be an integer array of shape [N]; got {labels.dtype} with shape {labels.shape}"
             )
         if images.shape[0] == 0 or labels.shape[0] == 0:
             raise _empty_error(name, split)
@@ -108,20 +106,13 @@ class ArraySource:
         return {"image": self.images[index], "label": self.labels[index]}
 
     def __repr__(self) -> str:
-        return (
-            f"ArraySource(name={self.name!r}, split={self.split!r}, "
-            f"images={self.images.shape})"
-        )
+        return f"ArraySource(name={self.name!r}, split={self.split!r}, images={self.images.shape})"
 
 
-def _fixed_split(
-    images: np.ndarray, labels: np.ndarray, split: str, num_test: int, name: str
-) -> ArraySource:
+def _fixed_split(images: np.ndarray, labels: np.ndarray, split: str, num_test: int, name: str) -> ArraySource:
     """Applies the one fixed permutation (rng seed 0) every run shares."""
     if split not in _EMBEDDED_SPLITS:
-        raise ValueError(
-            f"data set {name!r} has splits {list(_EMBEDDED_SPLITS)}; got {split!r}"
-        )
+        raise ValueError(f"data set {name!r} has splits {list(_EMBEDDED_SPLITS)}; got {split!r}")
     perm = np.random.default_rng(0).permutation(len(images))
     index = perm[: len(perm) - num_test] if split == "train" else perm[len(perm) - num_test :]
     return ArraySource(images[index], labels[index], name=name, split=split)
@@ -192,9 +183,7 @@ class TfdsSource:
         try:
             # download=False: preparing needs the builder's own download code and
             # often TensorFlow; sources only ever read what was prepared before.
-            self._source = tfds.data_source(
-                name, split=split, data_dir=data_dir, download=False
-            )
+            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
         except Exception as error:  # tfds raises many unrelated types here.
             raise ValueError(
                 f"cannot open TFDS data set {name!r} split {split!r} "
@@ -207,8 +196,7 @@ class TfdsSource:
         for key in (image_key, label_key):
             if key not in first:
                 raise ValueError(
-                    f"TFDS data set {name!r} has features {sorted(first)}; "
-                    f"no {key!r} (set image_key / label_key)"
+                    f"TFDS data set {name!r} has features {sorted(first)}; no {key!r} (set image_key / label_key)"
                 )
 
     def __len__(self) -> int:
@@ -220,8 +208,7 @@ class TfdsSource:
             image = image[..., None]
         if image.dtype != np.uint8 or image.ndim != 3:
             raise ValueError(
-                f"TFDS {self.name!r} images must decode to uint8 [H, W, C]; got "
-                f"{image.dtype} with shape {image.shape}"
+                f"TFDS {self.name!r} images must decode to uint8 [H, W, C]; got {image.dtype} with shape {image.shape}"
             )
         return {"image": image, "label": np.int32(record[self.label_key])}
 
@@ -258,9 +245,7 @@ def npz_source(path: str | os.PathLike[str], split: str) -> ArraySource:
         keys = set(archive.files)
         for image_key, label_key in ((f"{split}_images", f"{split}_labels"), ("images", "labels")):
             if image_key in keys and label_key in keys:
-                return ArraySource(
-                    archive[image_key], archive[label_key], name=str(path), split=split
-                )
+                return ArraySource(archive[image_key], archive[label_key], name=str(path), split=split)
     raise ValueError(
         f"{os.fspath(path)!r} has arrays {sorted(keys)}; expected "
         f"'{split}_images'/'{split}_labels' or 'images'/'labels'"
@@ -324,9 +309,7 @@ def get_source(name: str, split: str, **options: Any) -> ImageSource:
     if allowed is not None:
         unused = sorted(set(options) - set(allowed))
         if unused:
-            raise ValueError(
-                f"data set {name!r} does not take options {unused}; it takes {list(allowed)}"
-            )
+            raise ValueError(f"data set {name!r} does not take options {unused}; it takes {list(allowed)}")
     source = SOURCES[name](split, **options)
     if len(source) == 0:
         raise _empty_error(name, split)

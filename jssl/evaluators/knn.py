@@ -69,7 +69,12 @@ def knn_accuracy(
         predictions.append(
             np.asarray(
                 _knn_predict_chunk(
-                    bank, bank_labels, queries[start : start + chunk_size], k=k, temperature=temperature, num_classes=num_classes
+                    bank,
+                    bank_labels,
+                    queries[start : start + chunk_size],
+                    k=k,
+                    temperature=temperature,
+                    num_classes=num_classes,
                 )
             )
         )

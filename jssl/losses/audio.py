@@ -31,60 +31,63 @@ def cpc(
     temperature: float = 1.0,
     axis_name: AxisName = None,
 ) -> tuple[jax.Array, Metrics]:
-  """Contrastive Predictive Coding: InfoNCE over k = 1..K future steps.
+    """Contrastive Predictive Coding: InfoNCE over k = 1..K future steps.
 
-  The score of candidate z for context c_t at offset k is the log-bilinear
-  `z . (W_k c_t) / temperature`. For each sequence b, time t and step k, the positive is
-  `future[b, t + k]` and the negatives are `future[b', t + k]` for every other sequence b'
-  of the (global) batch. The loss averages the cross-entropy over all valid (k, b, t).
+    The score of candidate z for context c_t at offset k is the log-bilinear
+    `z . (W_k c_t) / temperature`. For each sequence b, time t and step k, the positive is
+    `future[b, t + k]` and the negatives are `future[b', t + k]` for every other sequence b'
+    of the (global) batch. The loss averages the cross-entropy over all valid (k, b, t).
 
-  Args:
-    context: [batch, time, context_dim] autoregressive context vectors c_t.
-    future: [batch, time, latent_dim] encoder latents z_t to be predicted.
-    weights: [K, context_dim, latent_dim] one prediction matrix W_k per step (a model
-      parameter; gradients flow into it).
-    temperature: divides the scores; the paper's bilinear score has none (1.0).
-    axis_name: mesh axis the batch is sharded over, inside `shard_map`.
+    Args:
+      context: [batch, time, context_dim] autoregressive context vectors c_t.
+      future: [batch, time, latent_dim] encoder latents z_t to be predicted.
+      weights: [K, context_dim, latent_dim] one prediction matrix W_k per step (a model
+        parameter; gradients flow into it).
+      temperature: divides the scores; the paper's bilinear score has none (1.0).
+      axis_name: mesh axis the batch is sharded over, inside `shard_map`.
 
-  Returns:
-    `(loss, metrics)` with `contrastive_accuracy` over all (k, b, t).
+    Returns:
+      `(loss, metrics)` with `contrastive_accuracy` over all (k, b, t).
 
-  References:
-    van den Oord, Li, Vinyals, "Representation Learning with Contrastive Predictive
-    Coding", arXiv:1807.03748, Eq. (3)-(4).
-  """
-  fn = "cpc"
-  _checks.check_array(fn, "context", context, ndim=3)
-  _checks.check_array(fn, "future", future, ndim=3)
-  _checks.check_array(fn, "weights", weights, ndim=3)
-  _checks.check_positive(fn, "temperature", temperature)
-  b, t, dc = context.shape
-  k_steps = weights.shape[0]
-  if future.shape[:2] != (b, t):
-    raise ValueError(f"{fn}: `future` must be [batch, time, dim] with batch and time of "
-                     f"`context` {tuple(context.shape)}, got {tuple(future.shape)}.")
-  if weights.shape[1:] != (dc, future.shape[2]):
-    raise ValueError(f"{fn}: `weights` must be [K, {dc}, {future.shape[2]}], got "
-                     f"{tuple(weights.shape)}.")
-  if not 1 <= k_steps < t:
-    raise ValueError(f"{fn}: need 1 <= K < time, got K={k_steps}, time={t}.")
-  c = context.astype(jnp.float32)
-  z = future.astype(jnp.float32)
-  w = weights.astype(jnp.float32)
-  pos_idx = jnp.arange(b) + _sharding.axis_index(axis_name) * b
-  total, correct, count = 0.0, 0.0, 0
-  for k in range(1, k_steps + 1):
-    pred = jnp.einsum("btc,cz->btz", c[:, : t - k], w[k - 1])
-    cands = _sharding.all_gather(z[:, k:], axis_name)  # [global_b, t - k, z]
-    logits = jnp.einsum("btz,ntz->btn", pred, cands) / temperature
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    total = total - jnp.sum(jnp.take_along_axis(
-        logp, jnp.broadcast_to(pos_idx[:, None, None], (b, t - k, 1)), axis=-1))
-    correct = correct + jnp.sum(jnp.argmax(logits, -1) == pos_idx[:, None])
-    count += b * (t - k)
-  return (_sharding.global_mean(total, count, axis_name),
-          {"contrastive_accuracy": _sharding.global_mean(
-              jnp.asarray(correct, jnp.float32), count, axis_name)})
+    References:
+      van den Oord, Li, Vinyals, "Representation Learning with Contrastive Predictive
+      Coding", arXiv:1807.03748, Eq. (3)-(4).
+    """
+    fn = "cpc"
+    _checks.check_array(fn, "context", context, ndim=3)
+    _checks.check_array(fn, "future", future, ndim=3)
+    _checks.check_array(fn, "weights", weights, ndim=3)
+    _checks.check_positive(fn, "temperature", temperature)
+    b, t, dc = context.shape
+    k_steps = weights.shape[0]
+    if future.shape[:2] != (b, t):
+        raise ValueError(
+            f"{fn}: `future` must be [batch, time, dim] with batch and time of "
+            f"`context` {tuple(context.shape)}, got {tuple(future.shape)}."
+        )
+    if weights.shape[1:] != (dc, future.shape[2]):
+        raise ValueError(f"{fn}: `weights` must be [K, {dc}, {future.shape[2]}], got {tuple(weights.shape)}.")
+    if not 1 <= k_steps < t:
+        raise ValueError(f"{fn}: need 1 <= K < time, got K={k_steps}, time={t}.")
+    c = context.astype(jnp.float32)
+    z = future.astype(jnp.float32)
+    w = weights.astype(jnp.float32)
+    pos_idx = jnp.arange(b) + _sharding.axis_index(axis_name) * b
+    total, correct, count = 0.0, 0.0, 0
+    for k in range(1, k_steps + 1):
+        pred = jnp.einsum("btc,cz->btz", c[:, : t - k], w[k - 1])
+        cands = _sharding.all_gather(z[:, k:], axis_name)  # [global_b, t - k, z]
+        logits = jnp.einsum("btz,ntz->btn", pred, cands) / temperature
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        total = total - jnp.sum(
+            jnp.take_along_axis(logp, jnp.broadcast_to(pos_idx[:, None, None], (b, t - k, 1)), axis=-1)
+        )
+        correct = correct + jnp.sum(jnp.argmax(logits, -1) == pos_idx[:, None])
+        count += b * (t - k)
+    return (
+        _sharding.global_mean(total, count, axis_name),
+        {"contrastive_accuracy": _sharding.global_mean(jnp.asarray(correct, jnp.float32), count, axis_name)},
+    )
 
 
 def gumbel_product_quantizer(
@@ -95,71 +98,73 @@ def gumbel_product_quantizer(
     temperature: float = 2.0,
     hard: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
-  """wav2vec 2.0's product quantizer with a straight-through Gumbel softmax.
+    """wav2vec 2.0's product quantizer with a straight-through Gumbel softmax.
 
-  For each of G codebooks, choose one of V entries with
-  `softmax((logits + Gumbel noise) / temperature)`; with `hard`, the forward pass uses the
-  one-hot argmax and the backward pass the soft probabilities (straight-through). The G
-  chosen entries are concatenated.
+    For each of G codebooks, choose one of V entries with
+    `softmax((logits + Gumbel noise) / temperature)`; with `hard`, the forward pass uses the
+    one-hot argmax and the backward pass the soft probabilities (straight-through). The G
+    chosen entries are concatenated.
 
-  Args:
-    logits: [..., G, V] codeword logits per group.
-    codebooks: [G, V, entry_dim] codeword embeddings.
-    rng: PRNG key for the Gumbel noise.
-    temperature: Gumbel-softmax temperature, annealed from 2 to 0.5 in the paper.
-    hard: straight-through one-hot (the paper) or plain soft mixing.
+    Args:
+      logits: [..., G, V] codeword logits per group.
+      codebooks: [G, V, entry_dim] codeword embeddings.
+      rng: PRNG key for the Gumbel noise.
+      temperature: Gumbel-softmax temperature, annealed from 2 to 0.5 in the paper.
+      hard: straight-through one-hot (the paper) or plain soft mixing.
 
-  Returns:
-    `(quantized, probs)`: quantized [..., G * entry_dim] and the noise-free softmax
-    `probs` [..., G, V] that the diversity term of `wav2vec2` consumes.
+    Returns:
+      `(quantized, probs)`: quantized [..., G * entry_dim] and the noise-free softmax
+      `probs` [..., G, V] that the diversity term of `wav2vec2` consumes.
 
-  References:
-    Baevski et al., "wav2vec 2.0", NeurIPS 2020, Sec. 2 (Quantization module);
-    Jang et al., "Categorical Reparameterization with Gumbel-Softmax", ICLR 2017.
-  """
-  fn = "gumbel_product_quantizer"
-  _checks.check_array(fn, "logits", logits)
-  _checks.check_array(fn, "codebooks", codebooks, ndim=3)
-  _checks.check_positive(fn, "temperature", temperature)
-  if logits.ndim < 2 or logits.shape[-2:] != codebooks.shape[:2]:
-    raise ValueError(f"{fn}: `logits` must end in [G, V] = {tuple(codebooks.shape[:2])}, "
-                     f"got {tuple(logits.shape)}.")
-  l = logits.astype(jnp.float32)
-  g = jax.random.gumbel(rng, l.shape, jnp.float32)
-  soft = jax.nn.softmax((l + g) / temperature, axis=-1)
-  if hard:
-    one_hot = jax.nn.one_hot(jnp.argmax(soft, axis=-1), l.shape[-1], dtype=soft.dtype)
-    soft = one_hot + soft - lax.stop_gradient(soft)
-  q = jnp.einsum("...gv,gvd->...gd", soft, codebooks.astype(jnp.float32))
-  return q.reshape(*q.shape[:-2], -1), jax.nn.softmax(l, axis=-1)
+    References:
+      Baevski et al., "wav2vec 2.0", NeurIPS 2020, Sec. 2 (Quantization module);
+      Jang et al., "Categorical Reparameterization with Gumbel-Softmax", ICLR 2017.
+    """
+    fn = "gumbel_product_quantizer"
+    _checks.check_array(fn, "logits", logits)
+    _checks.check_array(fn, "codebooks", codebooks, ndim=3)
+    _checks.check_positive(fn, "temperature", temperature)
+    if logits.ndim < 2 or logits.shape[-2:] != codebooks.shape[:2]:
+        raise ValueError(
+            f"{fn}: `logits` must end in [G, V] = {tuple(codebooks.shape[:2])}, got {tuple(logits.shape)}."
+        )
+    l = logits.astype(jnp.float32)
+    g = jax.random.gumbel(rng, l.shape, jnp.float32)
+    soft = jax.nn.softmax((l + g) / temperature, axis=-1)
+    if hard:
+        one_hot = jax.nn.one_hot(jnp.argmax(soft, axis=-1), l.shape[-1], dtype=soft.dtype)
+        soft = one_hot + soft - lax.stop_gradient(soft)
+    q = jnp.einsum("...gv,gvd->...gd", soft, codebooks.astype(jnp.float32))
+    return q.reshape(*q.shape[:-2], -1), jax.nn.softmax(l, axis=-1)
 
 
-def sample_distractors(mask: jax.Array, *, rng: jax.Array, num_negatives: int,
-                       first_index: jax.Array | int = 0) -> jax.Array:
-  """For each time step, `num_negatives` indices of *other* masked steps of the same
-  utterance, uniformly with replacement (as fairseq's wav2vec 2.0).
+def sample_distractors(
+    mask: jax.Array, *, rng: jax.Array, num_negatives: int, first_index: jax.Array | int = 0
+) -> jax.Array:
+    """For each time step, `num_negatives` indices of *other* masked steps of the same
+    utterance, uniformly with replacement (as fairseq's wav2vec 2.0).
 
-  Args:
-    mask: [batch, time] bool; each utterance needs at least 2 masked steps.
-    rng: PRNG key; example b uses `fold_in(rng, first_index + b)`.
-    num_negatives: K.
-    first_index: global index of this shard's first example.
+    Args:
+      mask: [batch, time] bool; each utterance needs at least 2 masked steps.
+      rng: PRNG key; example b uses `fold_in(rng, first_index + b)`.
+      num_negatives: K.
+      first_index: global index of this shard's first example.
 
-  Returns:
-    [batch, time, K] int32 time indices (meaningful at masked steps).
-  """
-  b, t = mask.shape
+    Returns:
+      [batch, time, K] int32 time indices (meaningful at masked steps).
+    """
+    b, t = mask.shape
 
-  def one(key, m):
-    order = jnp.argsort(~m, stable=True)  # masked steps first, in time order
-    n_masked = jnp.sum(m)
-    rank = jnp.cumsum(m) - 1
-    r = jax.random.randint(key, (t, num_negatives), 0, jnp.maximum(n_masked - 1, 1))
-    r = r + (r >= rank[:, None])  # skip the anchor itself
-    return order[r].astype(jnp.int32)
+    def one(key, m):
+        order = jnp.argsort(~m, stable=True)  # masked steps first, in time order
+        n_masked = jnp.sum(m)
+        rank = jnp.cumsum(m) - 1
+        r = jax.random.randint(key, (t, num_negatives), 0, jnp.maximum(n_masked - 1, 1))
+        r = r + (r >= rank[:, None])  # skip the anchor itself
+        return order[r].astype(jnp.int32)
 
-  keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(b) + first_index)
-  return jax.vmap(one)(keys, mask.astype(bool))
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(b) + first_index)
+    return jax.vmap(one)(keys, mask.astype(bool))
 
 
 def wav2vec2(
@@ -174,79 +179,77 @@ def wav2vec2(
     diversity_weight: float = 0.1,
     axis_name: AxisName = None,
 ) -> tuple[jax.Array, Metrics]:
-  """wav2vec 2.0's objective: contrastive loss over quantized targets plus diversity.
+    """wav2vec 2.0's objective: contrastive loss over quantized targets plus diversity.
 
-  At every masked step t, the context vector c_t must identify the true quantized latent
-  q_t among it and K distractors q_d sampled uniformly from the other masked steps of the
-  same utterance: `-log exp(cos(c_t, q_t)/kappa) / sum_{q in {q_t} + Q_t} exp(cos(c_t,q)/kappa)`.
-  As in fairseq, a distractor identical to q_t is dropped from the denominator. The
-  diversity term `(GV - sum_g exp(H(p_g))) / GV` uses the codebook probabilities averaged
-  over all steps of the (global) batch.
+    At every masked step t, the context vector c_t must identify the true quantized latent
+    q_t among it and K distractors q_d sampled uniformly from the other masked steps of the
+    same utterance: `-log exp(cos(c_t, q_t)/kappa) / sum_{q in {q_t} + Q_t} exp(cos(c_t,q)/kappa)`.
+    As in fairseq, a distractor identical to q_t is dropped from the denominator. The
+    diversity term `(GV - sum_g exp(H(p_g))) / GV` uses the codebook probabilities averaged
+    over all steps of the (global) batch.
 
-  Args:
-    context: [batch, time, dim] transformer outputs (projected to the code dim).
-    quantized: [batch, time, dim] quantized targets (projected); gradients flow into
-      them, as in the paper (which trains the quantizer through this loss).
-    mask: [batch, time] bool, the masked steps (>= 2 per utterance).
-    rng: PRNG key for the distractors.
-    codebook_probs: optional [batch, time, G, V] noise-free codeword probabilities (the
-      second output of `gumbel_product_quantizer`); omit to skip the diversity term.
-    num_negatives: K = 100 in the paper.
-    temperature: kappa = 0.1 in the paper.
-    diversity_weight: alpha = 0.1 in the paper.
-    axis_name: mesh axis the batch is sharded over, inside `shard_map`.
+    Args:
+      context: [batch, time, dim] transformer outputs (projected to the code dim).
+      quantized: [batch, time, dim] quantized targets (projected); gradients flow into
+        them, as in the paper (which trains the quantizer through this loss).
+      mask: [batch, time] bool, the masked steps (>= 2 per utterance).
+      rng: PRNG key for the distractors.
+      codebook_probs: optional [batch, time, G, V] noise-free codeword probabilities (the
+        second output of `gumbel_product_quantizer`); omit to skip the diversity term.
+      num_negatives: K = 100 in the paper.
+      temperature: kappa = 0.1 in the paper.
+      diversity_weight: alpha = 0.1 in the paper.
+      axis_name: mesh axis the batch is sharded over, inside `shard_map`.
 
-  Returns:
-    `(loss, metrics)` with `contrastive`, `diversity`, `codebook_perplexity` and
-    `contrastive_accuracy`.
+    Returns:
+      `(loss, metrics)` with `contrastive`, `diversity`, `codebook_perplexity` and
+      `contrastive_accuracy`.
 
-  References:
-    Baevski, Zhou, Mohamed, Auli, "wav2vec 2.0: A Framework for Self-Supervised Learning
-    of Speech Representations", NeurIPS 2020, Eq. (3)-(4).
-  """
-  fn = "wav2vec2"
-  _checks.check_array(fn, "context", context, ndim=3)
-  _checks.check_array(fn, "quantized", quantized, ndim=3)
-  _checks.check_same_shape(fn, context=context, quantized=quantized)
-  _checks.check_array(fn, "mask", mask, ndim=2, kind="any")
-  if mask.shape != context.shape[:2]:
-    raise ValueError(f"{fn}: `mask` must be [batch, time] = {tuple(context.shape[:2])}, "
-                     f"got {tuple(mask.shape)}.")
-  _checks.check_positive_int(fn, "num_negatives", num_negatives, optional=False)
-  _checks.check_positive(fn, "temperature", temperature)
-  b = context.shape[0]
-  first = _sharding.axis_index(axis_name) * b
-  idx = sample_distractors(mask, rng=rng, num_negatives=num_negatives, first_index=first)
-  c = l2_normalize(context.astype(jnp.float32))
-  q = l2_normalize(quantized.astype(jnp.float32))
-  raw_q = quantized.astype(jnp.float32)
-  neg = jax.vmap(lambda qb, ib: qb[ib])(q, idx)  # [b, t, K, d]
-  raw_neg = jax.vmap(lambda qb, ib: qb[ib])(raw_q, idx)
-  pos_logit = jnp.sum(c * q, -1) / temperature
-  neg_logit = jnp.einsum("btd,btkd->btk", c, neg) / temperature
-  same = jnp.all(raw_neg == raw_q[:, :, None, :], axis=-1)
-  neg_logit = jnp.where(same, _NEG, neg_logit)
-  logits = jnp.concatenate([pos_logit[..., None], neg_logit], axis=-1)
-  nll = jax.nn.logsumexp(logits, axis=-1) - pos_logit
-  m = mask.astype(jnp.float32)
-  n_masked = _sharding.psum(jnp.sum(m), axis_name)
-  contrastive = _sharding.psum(jnp.sum(nll * m), axis_name) / jnp.maximum(n_masked, 1.0)
-  correct = (jnp.argmax(logits, -1) == 0).astype(jnp.float32)
-  acc = _sharding.psum(jnp.sum(correct * m), axis_name) / jnp.maximum(n_masked, 1.0)
-  metrics = {"contrastive": lax.stop_gradient(contrastive), "contrastive_accuracy": acc}
-  loss = contrastive
-  if codebook_probs is not None:
-    _checks.check_array(fn, "codebook_probs", codebook_probs, ndim=4)
-    if codebook_probs.shape[:2] != mask.shape:
-      raise ValueError(f"{fn}: `codebook_probs` must be [batch, time, G, V], got "
-                       f"{tuple(codebook_probs.shape)}.")
-    p = codebook_probs.astype(jnp.float32)
-    g, v = p.shape[2:]
-    steps = p.shape[0] * p.shape[1]
-    avg = _sharding.global_mean(jnp.sum(p, axis=(0, 1)), steps, axis_name)  # [G, V]
-    perplexity = jnp.sum(jnp.exp(-jnp.sum(avg * jnp.log(avg + 1e-7), axis=-1)))
-    diversity = (g * v - perplexity) / (g * v)
-    loss = loss + diversity_weight * diversity
-    metrics["diversity"] = lax.stop_gradient(diversity)
-    metrics["codebook_perplexity"] = lax.stop_gradient(perplexity)
-  return loss, metrics
+    References:
+      Baevski, Zhou, Mohamed, Auli, "wav2vec 2.0: A Framework for Self-Supervised Learning
+      of Speech Representations", NeurIPS 2020, Eq. (3)-(4).
+    """
+    fn = "wav2vec2"
+    _checks.check_array(fn, "context", context, ndim=3)
+    _checks.check_array(fn, "quantized", quantized, ndim=3)
+    _checks.check_same_shape(fn, context=context, quantized=quantized)
+    _checks.check_array(fn, "mask", mask, ndim=2, kind="any")
+    if mask.shape != context.shape[:2]:
+        raise ValueError(f"{fn}: `mask` must be [batch, time] = {tuple(context.shape[:2])}, got {tuple(mask.shape)}.")
+    _checks.check_positive_int(fn, "num_negatives", num_negatives, optional=False)
+    _checks.check_positive(fn, "temperature", temperature)
+    b = context.shape[0]
+    first = _sharding.axis_index(axis_name) * b
+    idx = sample_distractors(mask, rng=rng, num_negatives=num_negatives, first_index=first)
+    c = l2_normalize(context.astype(jnp.float32))
+    q = l2_normalize(quantized.astype(jnp.float32))
+    raw_q = quantized.astype(jnp.float32)
+    neg = jax.vmap(lambda qb, ib: qb[ib])(q, idx)  # [b, t, K, d]
+    raw_neg = jax.vmap(lambda qb, ib: qb[ib])(raw_q, idx)
+    pos_logit = jnp.sum(c * q, -1) / temperature
+    neg_logit = jnp.einsum("btd,btkd->btk", c, neg) / temperature
+    same = jnp.all(raw_neg == raw_q[:, :, None, :], axis=-1)
+    neg_logit = jnp.where(same, _NEG, neg_logit)
+    logits = jnp.concatenate([pos_logit[..., None], neg_logit], axis=-1)
+    nll = jax.nn.logsumexp(logits, axis=-1) - pos_logit
+    m = mask.astype(jnp.float32)
+    n_masked = _sharding.psum(jnp.sum(m), axis_name)
+    contrastive = _sharding.psum(jnp.sum(nll * m), axis_name) / jnp.maximum(n_masked, 1.0)
+    correct = (jnp.argmax(logits, -1) == 0).astype(jnp.float32)
+    acc = _sharding.psum(jnp.sum(correct * m), axis_name) / jnp.maximum(n_masked, 1.0)
+    metrics = {"contrastive": lax.stop_gradient(contrastive), "contrastive_accuracy": acc}
+    loss = contrastive
+    if codebook_probs is not None:
+        _checks.check_array(fn, "codebook_probs", codebook_probs, ndim=4)
+        if codebook_probs.shape[:2] != mask.shape:
+            raise ValueError(f"{fn}: `codebook_probs` must be [batch, time, G, V], got {tuple(codebook_probs.shape)}.")
+        p = codebook_probs.astype(jnp.float32)
+        g, v = p.shape[2:]
+        steps = p.shape[0] * p.shape[1]
+        avg = _sharding.global_mean(jnp.sum(p, axis=(0, 1)), steps, axis_name)  # [G, V]
+        perplexity = jnp.sum(jnp.exp(-jnp.sum(avg * jnp.log(avg + 1e-7), axis=-1)))
+        diversity = (g * v - perplexity) / (g * v)
+        loss = loss + diversity_weight * diversity
+        metrics["diversity"] = lax.stop_gradient(diversity)
+        metrics["codebook_perplexity"] = lax.stop_gradient(perplexity)
+    return loss, metrics

@@ -27,7 +27,9 @@ class SimCLR(Method):
     num_views = 2
 
     def __init__(self, config: ml_collections.ConfigDict, *, in_channels: int, dtype, rngs: nnx.Rngs):
-        self.encoder = get_backbone(config.model.name, in_channels=in_channels, dtype=dtype, rngs=rngs, **config.model.kwargs)
+        self.encoder = get_backbone(
+            config.model.name, in_channels=in_channels, dtype=dtype, rngs=rngs, **config.model.kwargs
+        )
         hp = config.method
         self.projector = MLPHead(
             self.encoder.feature_dim,

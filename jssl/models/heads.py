@@ -11,7 +11,9 @@ from jssl.models.partitioning import logical
 _DENSE_AXES = ("embed", "mlp")
 
 
-def dense(in_features: int, out_features: int, *, use_bias: bool = True, dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Linear:
+def dense(
+    in_features: int, out_features: int, *, use_bias: bool = True, dtype=jnp.float32, rngs: nnx.Rngs
+) -> nnx.Linear:
     return nnx.Linear(
         in_features,
         out_features,
@@ -58,7 +60,10 @@ class MLPHead(nnx.Module):
             raise ValueError(f"MLPHead needs num_layers >= 1, got {num_layers}")
         widths = [in_features] + [hidden_features] * (num_layers - 1) + [out_features]
         self.layers = nnx.List(
-            [dense(a, b, use_bias=i == num_layers - 1, dtype=dtype, rngs=rngs) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))]
+            [
+                dense(a, b, use_bias=i == num_layers - 1, dtype=dtype, rngs=rngs)
+                for i, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+            ]
         )
         norms = [_batch_norm(w, dtype=dtype, rngs=rngs) for w in widths[1:-1]]
         if last_batch_norm:

@@ -72,7 +72,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def source_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Source options from the config; empty strings mean 'not set' (each source takes only its own)."""
     d = config.data
-    options = dict(tfds_name=d.tfds_name, data_dir=d.data_dir, path=d.path, image_key=d.image_key, label_key=d.label_key)
+    options = dict(
+        tfds_name=d.tfds_name, data_dir=d.data_dir, path=d.path, image_key=d.image_key, label_key=d.label_key
+    )
     return {k: (os.path.expanduser(v) if k in ("data_dir", "path") else v) or None for k, v in options.items()}
 
 
@@ -173,7 +175,9 @@ def build_experiment(
             aux = (out.loss, out.metrics, probe_loss, probe_accuracy, buffers)
             return out.loss + probe_loss, aux
 
-        grads, (loss, method_metrics, probe_loss, probe_accuracy, buffers) = jax.grad(loss_fn, has_aux=True)(state.params)
+        grads, (loss, method_metrics, probe_loss, probe_accuracy, buffers) = jax.grad(loss_fn, has_aux=True)(
+            state.params
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
 
@@ -255,24 +259,38 @@ def _in_chunks(images: np.ndarray, fn, *, chunk: int, ways: int, mesh) -> list[n
     return [np.concatenate(parts) for parts in zip(*outs)]
 
 
-def evaluate(exp: Experiment, state: TrainState, eval_data: dict[str, np.ndarray], *, offline_probe: bool) -> dict[str, float]:
+def evaluate(
+    exp: Experiment, state: TrainState, eval_data: dict[str, np.ndarray], *, offline_probe: bool
+) -> dict[str, float]:
     """kNN (and optionally an offline linear probe) on held-out data, plus the online probe's accuracy."""
     c = exp.config
     fn = lambda x: exp.represent(state.params, state.buffers, x)  # noqa: E731
     ways = sharding.batch_size_per_shard(exp.mesh)
     train_features, _ = _in_chunks(eval_data["train_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
-    test_features, test_logits = _in_chunks(eval_data["test_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
+    test_features, test_logits = _in_chunks(
+        eval_data["test_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh
+    )
     results = {
         "knn": knn_accuracy(
-            train_features, eval_data["train_labels"], test_features, eval_data["test_labels"],
-            num_classes=c.data.num_classes, k=c.eval.knn_k, temperature=c.eval.knn_temperature,
+            train_features,
+            eval_data["train_labels"],
+            test_features,
+            eval_data["test_labels"],
+            num_classes=c.data.num_classes,
+            k=c.eval.knn_k,
+            temperature=c.eval.knn_temperature,
         ),
         "online_probe": float(np.mean(test_logits.argmax(-1) == eval_data["test_labels"])),
     }
     if offline_probe:
         results["linear_probe"] = linear_probe_accuracy(
-            train_features, eval_data["train_labels"], test_features, eval_data["test_labels"],
-            num_classes=c.data.num_classes, steps=c.eval.linear_probe_steps, l2=c.eval.linear_probe_l2,
+            train_features,
+            eval_data["train_labels"],
+            test_features,
+            eval_data["test_labels"],
+            num_classes=c.data.num_classes,
+            steps=c.eval.linear_probe_steps,
+            l2=c.eval.linear_probe_l2,
         )
     return results
 
@@ -281,9 +299,14 @@ def raw_pixel_baseline(config: ml_collections.ConfigDict, eval_data: dict[str, n
     flat = {k: v.reshape(len(v), -1).astype(np.float32) / 255.0 for k, v in eval_data.items() if k.endswith("images")}
     args = (flat["train_images"], eval_data["train_labels"], flat["test_images"], eval_data["test_labels"])
     return {
-        "knn": knn_accuracy(*args, num_classes=config.data.num_classes, k=config.eval.knn_k, temperature=config.eval.knn_temperature),
+        "knn": knn_accuracy(
+            *args, num_classes=config.data.num_classes, k=config.eval.knn_k, temperature=config.eval.knn_temperature
+        ),
         "linear_probe": linear_probe_accuracy(
-            *args, num_classes=config.data.num_classes, steps=config.eval.linear_probe_steps, l2=config.eval.linear_probe_l2
+            *args,
+            num_classes=config.data.num_classes,
+            steps=config.eval.linear_probe_steps,
+            l2=config.eval.linear_probe_l2,
         ),
     }
 
@@ -311,7 +334,11 @@ def _fetch(metrics: dict[str, jax.Array]) -> dict[str, float]:
 def _raise_if_nonfinite(state: TrainState, last_checkpoint: int | None) -> None:
     bad = int(state.first_nonfinite_step)
     if bad >= 0:
-        hint = f"the last checkpoint is at step {last_checkpoint}" if last_checkpoint is not None else "no checkpoint was saved"
+        hint = (
+            f"the last checkpoint is at step {last_checkpoint}"
+            if last_checkpoint is not None
+            else "no checkpoint was saved"
+        )
         raise NonFiniteLossError(
             f"the training loss became non-finite (NaN or inf) at step {bad}; stopping ({hint}). "
             "Lower optimizer.base_learning_rate, add optimizer.grad_clip_norm, or use model.dtype='float32'."

@@ -153,15 +153,22 @@ def test_parse_augment_errors(spec: str, message: str) -> None:
 
 
 def test_registry_names_match_factories() -> None:
-    assert {"random_resized_crop", "hflip", "color_jitter", "grayscale", "gaussian_blur",
-            "solarize", "resize", "center_crop"} <= set(A.AUGMENTATIONS)
+    assert {
+        "random_resized_crop",
+        "hflip",
+        "color_jitter",
+        "grayscale",
+        "gaussian_blur",
+        "solarize",
+        "resize",
+        "center_crop",
+    } <= set(A.AUGMENTATIONS)
 
 
 def test_two_view_mnist_batch_is_fast() -> None:
     images = np.random.default_rng(0).integers(0, 256, (256, 28, 28, 1), dtype=np.uint8)
     aug = A.parse_augment(
-        "random_resized_crop(28, scale=(0.3, 1.0))|hflip|color_jitter(0.4, 0.4, p=0.8)|"
-        "gaussian_blur|solarize(p=0.2)"
+        "random_resized_crop(28, scale=(0.3, 1.0))|hflip|color_jitter(0.4, 0.4, p=0.8)|gaussian_blur|solarize(p=0.2)"
     )
     best = float("inf")
     for _ in range(3):

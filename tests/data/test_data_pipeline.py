@@ -61,8 +61,9 @@ def test_same_seed_same_batches_other_seed_differs() -> None:
 def test_views_are_a_function_of_seed_and_position() -> None:
     """Identical records at different positions get different views; the same
     record at the same position always gets the same ones."""
-    constant = data.ArraySource(np.full((12, 10, 10, 1), 200, np.uint8) + np.arange(10, dtype=np.uint8)[None, None, :, None],
-                                np.zeros(12, int))
+    constant = data.ArraySource(
+        np.full((12, 10, 10, 1), 200, np.uint8) + np.arange(10, dtype=np.uint8)[None, None, :, None], np.zeros(12, int)
+    )
     batch = _take(_iterator(constant, augment="random_resized_crop(8)"), 1)[0]
     assert len({v.tobytes() for v in batch["view_0"]}) > 1
     again = _take(_iterator(constant, augment="random_resized_crop(8)"), 1)[0]
@@ -143,14 +144,17 @@ def test_orbax_checkpoint_manager_round_trip(tmp_path: Path) -> None:
     _take(it, 3)
     params = {"w": np.arange(4.0)}
     with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
-        manager.save(3, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(params), data=data.iterator_state_args(it)))
+        manager.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave(params), data=data.iterator_state_args(it)))
         manager.wait_until_finished()
     _take(it, 2)  # moving on must not affect the saved state
     fresh = _iterator()
     with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
-        restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(params), data=data.iterator_state_args(fresh, restore=True)))
+        restored = manager.restore(
+            manager.latest_step(),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(params), data=data.iterator_state_args(fresh, restore=True)
+            ),
+        )
     assert restored["data"] is fresh
     np.testing.assert_array_equal(restored["state"]["w"], params["w"])
     _assert_same(_take(fresh, 5), reference[3:8])
@@ -159,12 +163,17 @@ def test_orbax_checkpoint_manager_round_trip(tmp_path: Path) -> None:
 def test_tfds_through_pipeline_without_tensorflow(tiny_tfds) -> None:
     source = data.get_source("tfds", "train", tfds_name=tiny_tfds.name, data_dir=str(tiny_tfds.data_dir))
     it = data.make_train_iterator(
-        source, global_batch_size=8, num_views=2,
-        augment="random_resized_crop(6)|color_jitter|grayscale|gaussian_blur", seed=0)
+        source,
+        global_batch_size=8,
+        num_views=2,
+        augment="random_resized_crop(6)|color_jitter|grayscale|gaussian_blur",
+        seed=0,
+    )
     batches = _take(it, 4)  # 24 records: 3 batches per epoch, then epoch 2
     assert batches[0]["view_0"].shape == (8, 6, 6, 3) and batches[0]["view_1"].dtype == np.uint8
     assert sorted(np.concatenate([b["label"] for b in batches[:3]]).tolist()) == sorted(
-        [i % tiny_tfds.num_classes for i in range(24)])
+        [i % tiny_tfds.num_classes for i in range(24)]
+    )
     assert "tensorflow" not in sys.modules
 
 

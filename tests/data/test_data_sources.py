@@ -78,8 +78,13 @@ def test_unknown_split_is_an_error() -> None:
 
 def test_npz_source_split_keys_and_plain_keys(tmp_path: Path) -> None:
     split_file = tmp_path / "split.npz"
-    np.savez(split_file, train_images=_images(3), train_labels=np.arange(3),
-             test_images=_images(2, c=3), test_labels=np.arange(2))
+    np.savez(
+        split_file,
+        train_images=_images(3),
+        train_labels=np.arange(3),
+        test_images=_images(2, c=3),
+        test_labels=np.arange(2),
+    )
     assert len(data.get_source("npz", "train", path=str(split_file))) == 3
     assert data.npz_source(split_file, "test")[0]["image"].shape == (4, 3, 3)
     plain = tmp_path / "plain.npz"

@@ -24,7 +24,9 @@ def test_parameter_counts_match_torchvision(name, expected_millions, feature_dim
 
 
 def test_small_image_stem_width_multiplier_and_output():
-    model = get_backbone("resnet_mini", in_channels=1, small_image_stem=True, stem_stride=2, width_multiplier=2.0, rngs=nnx.Rngs(0))
+    model = get_backbone(
+        "resnet_mini", in_channels=1, small_image_stem=True, stem_stride=2, width_multiplier=2.0, rngs=nnx.Rngs(0)
+    )
     assert model.feature_dim == 128
     out = model(jnp.ones((4, 28, 28, 1)))
     assert out.shape == (4, 128) and out.dtype == jnp.float32

@@ -47,8 +47,14 @@ def _losses(workdir: str) -> dict[int, float]:
 @pytest.mark.slow
 def test_smoke_run_leaves_checkpoints_events_and_results(tmp_path):
     workdir = str(tmp_path / "run")
-    proc = _jssl(f"--config={CONFIG}:smoke", f"--workdir={workdir}", "--config.model.kwargs.width_multiplier=0.5",
-                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _jssl(
+        f"--config={CONFIG}:smoke",
+        f"--workdir={workdir}",
+        "--config.model.kwargs.width_multiplier=0.5",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
     results = json.load(open(os.path.join(workdir, "results.json")))

@@ -38,8 +38,14 @@ def test_logical_rules_map_names_drop_trivial_axes_and_never_reuse_an_axis():
 
 
 def test_schedule_scales_with_batch_warms_up_and_decays():
-    config = tiny_config(**{"optimizer.base_learning_rate": 0.3, "global_batch_size": 512, "total_steps": 100,
-                            "optimizer.warmup_steps": 10})
+    config = tiny_config(
+        **{
+            "optimizer.base_learning_rate": 0.3,
+            "global_batch_size": 512,
+            "total_steps": 100,
+            "optimizer.warmup_steps": 10,
+        }
+    )
     schedule = learning_rate_schedule(config)
     assert float(schedule(0)) == 0.0
     assert float(schedule(10)) == pytest.approx(0.3 * 512 / 256)
@@ -48,8 +54,14 @@ def test_schedule_scales_with_batch_warms_up_and_decays():
 
 @pytest.mark.parametrize("name", ["lars", "adamw", "sgd"])
 def test_weight_decay_skips_biases_and_norms(name):
-    config = tiny_config(**{"optimizer.name": name, "optimizer.weight_decay": 0.5, "optimizer.warmup_steps": 0,
-                            "optimizer.base_learning_rate": 0.1})
+    config = tiny_config(
+        **{
+            "optimizer.name": name,
+            "optimizer.weight_decay": 0.5,
+            "optimizer.warmup_steps": 0,
+            "optimizer.base_learning_rate": 0.1,
+        }
+    )
     tx, _ = build_optimizer(config)
     params = {"method": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,))}, "probe": {"kernel": jnp.ones((3, 2))}}
     zero_grads = jax.tree.map(jnp.zeros_like, params)

@@ -28,8 +28,15 @@ def test_sharded_step_equals_single_device(axes):
         pytest.skip("needs 8 devices")
     # Plain SGD without momentum or decay: the parameter change is exactly -lr * gradient,
     # so comparing updated parameters compares gradients.
-    config = tiny_config(**{"optimizer.name": "sgd", "optimizer.momentum": 0.0, "optimizer.weight_decay": 0.0,
-                            "optimizer.warmup_steps": 0, "optimizer.base_learning_rate": 1.0})
+    config = tiny_config(
+        **{
+            "optimizer.name": "sgd",
+            "optimizer.momentum": 0.0,
+            "optimizer.weight_decay": 0.0,
+            "optimizer.warmup_steps": 0,
+            "optimizer.base_learning_rate": 1.0,
+        }
+    )
     batch = random_batch(config.global_batch_size)
     single = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
     many = sharding.make_mesh(axes)
