@@ -95,7 +95,9 @@ class Experiment:
     abstract_state: Any
     init_state: Any  # jit'd () -> TrainState, created already sharded
     train_step: Any  # jit'd (TrainState, batch) -> (TrainState, metrics), state donated
-    represent: Any  # jit'd (params, buffers, images) -> (features, probe_logits)
+    # jit'd (params, buffers, images, batch_statistics=False) -> (features, probe_logits);
+    # batch_statistics=True normalizes with each batch's BN statistics instead of running ones.
+    represent: Any
     num_views: int
     step_traces: Callable[[], int]  # how many times the step was traced (compiled)
 
@@ -213,9 +215,10 @@ def build_experiment(
         donate_argnums=0,
     )
 
-    def represent(params, buffers, images):
+    def represent(params, buffers, images, batch_statistics: bool = False):
         model = nnx.merge(graphdef, params, buffers, copy=True)
-        model.eval()  # BatchNorm from running statistics
+        if not batch_statistics:
+            model.eval()  # BatchNorm from running statistics
         features = model.method.represent(normalize(images, mean, std, dtype)).astype(jnp.float32)
         return features, model.probe(features)
 
@@ -223,6 +226,7 @@ def build_experiment(
         represent,
         in_shardings=(shardings.params, shardings.buffers, batch_sharding),
         out_shardings=(batch_sharding, batch_sharding),
+        static_argnums=3,
     )
     return Experiment(
         config=config,
@@ -260,11 +264,16 @@ def _in_chunks(images: np.ndarray, fn, *, chunk: int, ways: int, mesh) -> list[n
 
 
 def evaluate(
-    exp: Experiment, state: TrainState, eval_data: dict[str, np.ndarray], *, offline_probe: bool
+    exp: Experiment,
+    state: TrainState,
+    eval_data: dict[str, np.ndarray],
+    *,
+    offline_probe: bool,
+    batch_statistics: bool = False,
 ) -> dict[str, float]:
     """kNN (and optionally an offline linear probe) on held-out data, plus the online probe's accuracy."""
     c = exp.config
-    fn = lambda x: exp.represent(state.params, state.buffers, x)  # noqa: E731
+    fn = lambda x: exp.represent(state.params, state.buffers, x, batch_statistics)  # noqa: E731
     ways = sharding.batch_size_per_shard(exp.mesh)
     train_features, _ = _in_chunks(eval_data["train_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
     test_features, test_logits = _in_chunks(
@@ -448,7 +457,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     final = {"step": int(state.step), "ssl": evaluate(exp, state, eval_data, offline_probe=True)}
     if config.eval.baselines:
         random_state = exp.init_state()
-        final["random_init"] = evaluate(exp, random_state, eval_data, offline_probe=True)
+        # An untrained network's BN running statistics are placeholders (0 and 1), which would
+        # make this baseline needlessly weak: it normalizes with real batch statistics instead.
+        final["random_init"] = evaluate(exp, random_state, eval_data, offline_probe=True, batch_statistics=True)
+        del final["random_init"]["online_probe"]  # an untrained probe: not a baseline
         final["raw_pixels"] = raw_pixel_baseline(config, eval_data)
     final["eval"] = {
         "train_split": config.data.train_split,
@@ -457,6 +469,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "num_test": int(len(eval_data["test_labels"])),
         "knn_k": config.eval.knn_k,
         "knn_temperature": config.eval.knn_temperature,
+        "random_init_batchnorm": "per-batch statistics (an untrained network has no running statistics)",
     }
     writer.write_scalars(final["step"], {f"final/{k}": v for k, v in final["ssl"].items()})
     writer.close()
