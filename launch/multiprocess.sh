@@ -11,7 +11,7 @@ export JAX_COORDINATOR_ADDRESS="localhost:${PORT}" JAX_NUM_PROCESSES="${NUM_PROC
 export XLA_FLAGS="--xla_force_host_platform_device_count=${DEVICES_PER_PROCESS} ${XLA_FLAGS:-}"
 pids=()
 for ((i = 0; i < NUM_PROCESSES; i++)); do
-  JAX_PROCESS_ID="$i" jssl train "$@" > >(sed "s/^/[process $i] /") 2>&1 &
+  JAX_PROCESS_ID="$i" python -m jssl.cli train "$@" > >(sed "s/^/[process $i] /") 2>&1 &
   pids+=($!)
 done
 status=0
