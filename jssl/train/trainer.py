@@ -279,45 +279,26 @@ def evaluate(
     test_features, test_logits = _in_chunks(
         eval_data["test_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh
     )
-    results = {
-        "knn": knn_accuracy(
-            train_features,
-            eval_data["train_labels"],
-            test_features,
-            eval_data["test_labels"],
-            num_classes=c.data.num_classes,
-            k=c.eval.knn_k,
-            temperature=c.eval.knn_temperature,
-        ),
-        "online_probe": float(np.mean(test_logits.argmax(-1) == eval_data["test_labels"])),
-    }
+    results = _feature_evals(c, train_features, test_features, eval_data, offline_probe=offline_probe)
+    results["online_probe"] = float(np.mean(test_logits.argmax(-1) == eval_data["test_labels"]))
+    return results
+
+
+def _feature_evals(config, train_features, test_features, eval_data, *, offline_probe: bool) -> dict[str, float]:
+    """kNN and (optionally) the offline linear probe of one set of features."""
+    args = (train_features, eval_data["train_labels"], test_features, eval_data["test_labels"])
+    e = config.eval
+    results = {"knn": knn_accuracy(*args, num_classes=config.data.num_classes, k=e.knn_k, temperature=e.knn_temperature)}
     if offline_probe:
         results["linear_probe"] = linear_probe_accuracy(
-            train_features,
-            eval_data["train_labels"],
-            test_features,
-            eval_data["test_labels"],
-            num_classes=c.data.num_classes,
-            steps=c.eval.linear_probe_steps,
-            l2=c.eval.linear_probe_l2,
+            *args, num_classes=config.data.num_classes, steps=e.linear_probe_steps, l2=e.linear_probe_l2
         )
     return results
 
 
 def raw_pixel_baseline(config: ml_collections.ConfigDict, eval_data: dict[str, np.ndarray]) -> dict[str, float]:
-    flat = {k: v.reshape(len(v), -1).astype(np.float32) / 255.0 for k, v in eval_data.items() if k.endswith("images")}
-    args = (flat["train_images"], eval_data["train_labels"], flat["test_images"], eval_data["test_labels"])
-    return {
-        "knn": knn_accuracy(
-            *args, num_classes=config.data.num_classes, k=config.eval.knn_k, temperature=config.eval.knn_temperature
-        ),
-        "linear_probe": linear_probe_accuracy(
-            *args,
-            num_classes=config.data.num_classes,
-            steps=config.eval.linear_probe_steps,
-            l2=config.eval.linear_probe_l2,
-        ),
-    }
+    pixels = {k: v.reshape(len(v), -1).astype(np.float32) / 255.0 for k, v in eval_data.items() if k.endswith("images")}
+    return _feature_evals(config, pixels["train_images"], pixels["test_images"], eval_data, offline_probe=True)
 
 
 def load_eval_data(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
