@@ -153,3 +153,27 @@ def analytic_step_flops(config, image_shape: tuple[int, int, int]) -> dict[str, 
         # Taps on zero padding skipped, as XLA counts them: the one to compare with XLA.
         "train_flops_valid": valid_train + heads_train + probe_train,
     }
+
+
+def conv_lowering_census(hlo_text: str) -> dict[str, int]:
+    """How XLA CPU lowered each convolution of a compiled module (from `compiled.as_text()`).
+
+    In jaxlib 0.10 most convolutions become YNNPACK custom fusions (`__ynn_fusion`); the rest
+    run on XLA's own Eigen-based convolution. The input gradient of a strided convolution is
+    an lhs-dilated convolution (zeros between input pixels), which YNNPACK does not take.
+    """
+    import re
+
+    ynn = len(re.findall(r'"kind":"__ynn_fusion"', hlo_text))
+    # Convolutions in the entry/while bodies, not inside a library fusion's called computation.
+    native, dilated = 0, 0
+    in_ynn_body = False
+    fused_bodies = set(re.findall(r"calls=%([\w.\-]+)[^\n]*__ynn_fusion", hlo_text))
+    for line in hlo_text.splitlines():
+        header = re.match(r"\s*(?:ENTRY\s+)?%([\w.\-]+)\s.*\{\s*$", line)
+        if header:
+            in_ynn_body = header.group(1) in fused_bodies
+        if " convolution(" in line and not in_ynn_body:
+            native += 1
+            dilated += "lhs_dilate" in line
+    return {"ynn_fusions": ynn, "native_convolutions": native, "native_lhs_dilated": dilated}

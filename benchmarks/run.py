@@ -110,7 +110,7 @@ def run_suite(suite: Suite, args: argparse.Namespace) -> dict[str, Any]:
         out["flag_study"] = []
         for rep in range(args.repeats):
             for label, flags in suite.flag_variants.items():
-                e = dataclasses.replace(suite.flag_study_entry, xla_flags=flags)
+                e = _flag_entry(suite.flag_study_entry, flags)
                 if rep:  # a repeat must not hit the cache
                     e = dataclasses.replace(e, name=f"{e.name}#{rep}")
                 res = r.step(e)
@@ -150,7 +150,7 @@ def run_peers(r: Runner, suite: Suite, args: argparse.Namespace) -> list[dict[st
         fs = suite.flag_study_entry
         if fs is not None and (fs.resolution, fs.batch, fs.small_image_stem, fs.model, fs.threads) == (
                 p.resolution, p.batch, p.small_image_stem, "resnet18", p.threads):
-            jssl_entry = dataclasses.replace(fs, xla_flags="")
+            jssl_entry = _flag_entry(fs, "")
         row["jssl"] = r.step(jssl_entry)
         best = _best_flag_variant(r, jssl_entry, suite)
         if best:
@@ -174,6 +174,11 @@ def run_peers(r: Runner, suite: Suite, args: argparse.Namespace) -> list[dict[st
         row["aug_ratio_jssl_over_torch"] = ja / ta if ta and ja else None
         rows.append(row)
     return rows
+
+
+def _flag_entry(entry: StepEntry, flags: str) -> StepEntry:
+    """The flag study's entry under `flags`; only the default variant also runs end to end."""
+    return dataclasses.replace(entry, xla_flags=flags, e2e_steps=0 if flags else entry.e2e_steps)
 
 
 def _best_flag_variant(r: Runner, entry: StepEntry, suite: Suite) -> dict[str, Any] | None:
@@ -209,7 +214,9 @@ def report(out: dict[str, Any]) -> str:
         parts += ["", "XLA CPU flag study (same step, fresh process per variant)",
                   harness.format_table(out["flag_study"], [
                       ("variant", "variant"), ("repeat", "rep"), ("compile_s", "compile s"),
-                      ("step_median_s", "step s (med)"), ("step_p10_s", "p10"), ("step_p90_s", "p90"), ("error", "error")])]
+                      ("step_median_s", "step s (med)"), ("step_p10_s", "p10"), ("step_p90_s", "p90"),
+                      ("ynn_fusions", "YNN convs"), ("native_convolutions", "Eigen convs"),
+                      ("native_lhs_dilated", "of which lhs-dilated"), ("error", "error")])]
     if out.get("peers"):
         rows = []
         for p in out["peers"]:

@@ -132,6 +132,7 @@ def run_step(entry: StepEntry, peak_override: float | None = None) -> dict[str, 
         "peak_tflops": peak,
         "mfu": achieved / peak if peak else None,
         **harness.memory_report(compiled, device),
+        **(flops.conv_lowering_census(compiled.as_text()) if device.platform == "cpu" else {}),
         "loss_finite": bool(np.isfinite(float(jax.device_get(one_step()[1]["loss"])))),
     }
     if entry.e2e_steps:
