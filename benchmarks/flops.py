@@ -164,16 +164,19 @@ def conv_lowering_census(hlo_text: str) -> dict[str, int]:
     """
     import re
 
-    ynn = len(re.findall(r'"kind":"__ynn_fusion"', hlo_text))
-    # Convolutions in the entry/while bodies, not inside a library fusion's called computation.
+    kinds = re.findall(r'"kind":"(__\w+?_fusion)"', hlo_text)
+    ynn = kinds.count("__ynn_fusion")
+    # Convolutions outside any library fusion's body run on XLA's own (Eigen) kernels.
     native, dilated = 0, 0
-    in_ynn_body = False
-    fused_bodies = set(re.findall(r"calls=%([\w.\-]+)[^\n]*__ynn_fusion", hlo_text))
+    in_library_body = False
+    fused_bodies = set(re.findall(r'calls=%([\w.\-]+)[^\n]*"kind":"__\w+_fusion"', hlo_text))
     for line in hlo_text.splitlines():
         header = re.match(r"\s*(?:ENTRY\s+)?%([\w.\-]+)\s.*\{\s*$", line)
         if header:
-            in_ynn_body = header.group(1) in fused_bodies
-        if " convolution(" in line and not in_ynn_body:
+            in_library_body = header.group(1) in fused_bodies
+        if " convolution(" in line and not in_library_body:
             native += 1
             dilated += "lhs_dilate" in line
-    return {"ynn_fusions": ynn, "native_convolutions": native, "native_lhs_dilated": dilated}
+    other = {k: kinds.count(k) for k in sorted(set(kinds)) if k != "__ynn_fusion"}
+    return {"ynn_fusions": ynn, "native_convolutions": native, "native_lhs_dilated": dilated,
+            "other_library_fusions": ", ".join(f"{k}:{v}" for k, v in other.items()) or "none"}

@@ -116,6 +116,15 @@ def run_suite(suite: Suite, args: argparse.Namespace) -> dict[str, Any]:
                 res = r.step(e)
                 out["flag_study"].append({"variant": label, "repeat": rep, **res})
 
+    if want("conv") and suite.conv_micro:
+        out["conv_micro"] = []
+        for spec in suite.conv_micro:
+            for label in ("default", "ynn_off"):
+                flags = suite.flag_variants.get(label, "")
+                r.log(f"- conv micro-benchmark {spec} ({label})")
+                res = r.worker("conv-micro", spec, threads=2, xla_flags=flags)
+                out["conv_micro"].append({**res, "variant": label})
+
     if want("peers") and suite.peers:
         out["peers"] = run_peers(r, suite, args)
 
@@ -216,7 +225,13 @@ def report(out: dict[str, Any]) -> str:
                       ("variant", "variant"), ("repeat", "rep"), ("compile_s", "compile s"),
                       ("step_median_s", "step s (med)"), ("step_p10_s", "p10"), ("step_p90_s", "p90"),
                       ("ynn_fusions", "YNN convs"), ("native_convolutions", "Eigen convs"),
-                      ("native_lhs_dilated", "of which lhs-dilated"), ("error", "error")])]
+                      ("native_lhs_dilated", "of which lhs-dilated"), ("other_library_fusions", "other library fusions"),
+                      ("error", "error")])]
+    if out.get("conv_micro"):
+        rows = [{"shape": c.get("shape"), "variant": c["variant"], **row} for c in out["conv_micro"] for row in c.get("rows", [c])]
+        parts += ["", "One convolution, 2 cores: forward / input grad / weight grad (GFLOP/s of useful work)",
+                  harness.format_table(rows, [("shape", "conv"), ("variant", "flags"), ("op", "op"), ("lowering", "lowering"),
+                                              ("median_s", "median s"), ("gflops_per_s", "GFLOP/s"), ("error", "error")])]
     if out.get("peers"):
         rows = []
         for p in out["peers"]:
@@ -263,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak dense TFLOP/s per device for MFU")
     ap.add_argument("--peer-python", default=None, help="python with torch, torchvision, lightly (default: this one)")
     ap.add_argument("--repeats", type=int, default=1, help="rounds of the XLA flag study (interleaved)")
-    ap.add_argument("--only", default="", help="comma-separated sections: steps,flops,flags,peers,data,scaling")
+    ap.add_argument("--only", default="", help="comma-separated sections: steps,flops,flags,conv,peers,data,scaling")
     args = ap.parse_args(argv)
     suite = get_suite(args.suite)
     out = run_suite(suite, args)

@@ -90,6 +90,8 @@ class Suite:
     scaling_entry: StepEntry | None = None
     # FLOP check only (lowered, not compiled): entries too big to run here.
     flop_checks: list[StepEntry] = dataclasses.field(default_factory=list)
+    # Single-convolution breakdowns (forward / input grad / weight grad): kwargs of conv_micro.
+    conv_micro: list[dict[str, int]] = dataclasses.field(default_factory=list)
 
 
 # jaxlib 0.10.2 lowers most CPU convolutions to YNNPACK by default; "ynn_off" shows what that
@@ -123,6 +125,9 @@ def _cpu_smoke() -> Suite:
         scaling_devices=(1, 2, 4, 8),
         scaling_entry=StepEntry(name="scale-mini-32px", model="resnet_mini", resolution=32, batch=16, steps=5, warmup=2),
         flop_checks=[StepEntry(name="flops-r50-224px", model="resnet50", resolution=224, batch=8)],
+        # ResNet-18 at 32 px, 64 images (32 pairs): stage-2 entry conv (strided) and a stride-1 conv.
+        conv_micro=[dict(batch=64, size=16, cin=64, cout=128, kernel=3, stride=2),
+                    dict(batch=64, size=8, cin=128, cout=128, kernel=3, stride=1)],
     )
 
 

@@ -43,6 +43,10 @@ def main(argv: list[str]) -> int:
             from benchmarks.suites import DataEntry
 
             result = run_data(DataEntry(**{**spec, "workers": tuple(spec["workers"])}))
+        elif task == "conv-micro":
+            from benchmarks.conv_micro import conv_micro
+
+            result = conv_micro(**spec)
         elif task == "peer-torch-step":
             from benchmarks.peer_torch import torch_step
 
