@@ -105,3 +105,59 @@ def torch_augment(resolution: int, images: int, seed: int = 0) -> dict[str, Any]
     assert len(views) == 2 and tuple(views[0].shape) == (3, resolution, resolution)
     return {"kind": "aug", "impl": "lightly SimCLRTransform", "torch_threads": torch.get_num_threads(),
             "images_per_s": images / elapsed, "images": images}
+
+
+def torch_conv_micro(batch: int, size: int, cin: int, cout: int, kernel: int, stride: int, steps: int = 5) -> dict[str, Any]:
+    """PyTorch's side of `benchmarks.conv_micro`: the same convolution's forward, input grad and
+    weight grad (aten's `convolution_backward` with one output selected), NCHW as users write it."""
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.randn(batch, cin, size, size)
+    w = torch.randn(cout, cin, kernel, kernel) * 0.05
+    pad = kernel // 2
+    with torch.no_grad():
+        y = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+    g = torch.ones_like(y)
+
+    def backward(mask):
+        return torch.ops.aten.convolution_backward(
+            g, x, w, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, mask)
+
+    ops = {
+        "forward": lambda: torch.nn.functional.conv2d(x, w, stride=stride, padding=pad),
+        "input_grad": lambda: backward([True, False, False]),
+        "weight_grad": lambda: backward([False, True, False]),
+    }
+    useful = 2.0 * y.shape[2] * y.shape[3] * kernel * kernel * cin * cout * batch
+    rows = []
+    with torch.no_grad():
+        for name, fn in ops.items():
+            times = harness.time_calls(fn, warmup=2, steps=steps, sync=lambda r: r)
+            median = harness.summarize(times)["median_s"]
+            rows.append({"op": name, "lowering": "torch (oneDNN)", "median_s": median, "gflops_per_s": useful / median / 1e9})
+    return {"kind": "conv-micro", "shape": f"{batch}x{size}x{size}x{cin} -> {cout}, {kernel}x{kernel}/{stride}", "rows": rows}
+
+
+def torch_breakdown(resolution: int, batch: int, small_image_stem: bool, warmup: int, steps: int, **_) -> dict[str, Any]:
+    """PyTorch's side of `benchmarks.step.run_breakdown`: the ResNet-18 alone, forward and forward + backward."""
+    import torch
+
+    torch.manual_seed(0)
+    net, _, _ = _model(small_image_stem)
+    x = torch.randn(2 * batch, 3, resolution, resolution)
+
+    def forward():
+        with torch.no_grad():
+            return net(x).sum().item()
+
+    def forward_backward():
+        net.zero_grad(set_to_none=True)
+        loss = net(x).sum()
+        loss.backward()
+        return loss.item()
+
+    out = {}
+    for name, fn in (("encoder_forward", forward), ("encoder_forward_backward", forward_backward)):
+        out[name + "_s"] = harness.summarize(harness.time_calls(fn, warmup=warmup, steps=steps, sync=lambda r: r))["median_s"]
+    return {"kind": "breakdown", "impl": "pytorch", "resolution": resolution, "batch": batch, **out}

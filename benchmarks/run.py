@@ -124,6 +124,11 @@ def run_suite(suite: Suite, args: argparse.Namespace) -> dict[str, Any]:
                 r.log(f"- conv micro-benchmark {spec} ({label})")
                 res = r.worker("conv-micro", spec, threads=2, xla_flags=flags)
                 out["conv_micro"].append({**res, "variant": label})
+            python = args.peer_python or sys.executable
+            if _has_torch_peer(python):
+                r.log(f"- conv micro-benchmark {spec} (PyTorch)")
+                res = r.worker("peer-torch-conv-micro", spec, threads=2, python=python)
+                out["conv_micro"].append({**res, "variant": "pytorch"})
 
     if want("peers") and suite.peers:
         out["peers"] = run_peers(r, suite, args)
@@ -169,6 +174,12 @@ def run_peers(r: Runner, suite: Suite, args: argparse.Namespace) -> list[dict[st
             row["torch"] = r.worker("peer-torch-step", {
                 "resolution": p.resolution, "batch": p.batch, "small_image_stem": p.small_image_stem,
                 "warmup": p.warmup, "steps": p.steps}, threads=p.threads, python=python)
+            if p.breakdown:
+                spec = {"resolution": p.resolution, "batch": p.batch, "small_image_stem": p.small_image_stem,
+                        "warmup": p.warmup, "steps": p.steps}
+                r.log(f"- peer {p.name}: encoder-only breakdown, both sides")
+                row["breakdown_torch"] = r.worker("peer-torch-breakdown", spec, threads=p.threads, python=python)
+                row["breakdown_jssl"] = r.worker("breakdown", {"name": p.name, **spec}, threads=p.threads)
             r.log(f"- peer {p.name}: augmentation, {p.aug_resolution} px JPEGs, 1 core each")
             row["aug_torch"] = r.worker("peer-torch-aug", {"resolution": p.aug_resolution, "images": p.aug_images},
                                         threads=1, python=python)
@@ -251,6 +262,21 @@ def report(out: dict[str, Any]) -> str:
                       ("ratio", "step ratio"), ("jssl_best_s", "jssl best s"), ("best_flags", "best flags"),
                       ("best_ratio", "best ratio"), ("aug_jssl", "jssl aug img/s"), ("aug_torch", "lightly aug img/s"),
                       ("aug_ratio", "aug ratio"), ("torch_error", "peer error")])]
+    breakdown_rows = []
+    for p in out.get("peers", []):
+        for impl in ("jssl", "torch"):
+            b = p.get(f"breakdown_{impl}")
+            if b:
+                full = p[impl].get("step_median_s")
+                fb = b.get("encoder_forward_backward_s")
+                breakdown_rows.append({"name": p["name"], "impl": impl, "fwd": b.get("encoder_forward_s"), "fwd_bwd": fb,
+                                       "step": full, "rest": full - fb if full and fb else None, "error": b.get("error")})
+    if breakdown_rows:
+        parts += ["", "Where the step time goes (s): encoder alone on both views, vs the full step; "
+                  "rest = heads + loss + optimizer + probe",
+                  harness.format_table(breakdown_rows, [("name", "entry"), ("impl", "impl"), ("fwd", "encoder fwd"),
+                                                        ("fwd_bwd", "encoder fwd+bwd"), ("step", "full step"),
+                                                        ("rest", "rest"), ("error", "error")])]
     if out.get("data"):
         rows = []
         for d in out["data"]:

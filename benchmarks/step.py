@@ -175,3 +175,29 @@ def run_end_to_end(entry: StepEntry, exp, compiled, holder, mesh) -> dict[str, A
         "e2e_examples_per_s": entry.batch / stats["median_s"],
         "e2e_workers": entry.e2e_workers,
     }
+
+
+def run_breakdown(entry: StepEntry) -> dict[str, Any]:
+    """The encoder alone (train-mode BatchNorm) on both views' images: forward, and forward +
+    backward w.r.t. its parameters. The full step minus these is heads, loss and optimizer."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jssl import methods
+
+    config = entry_config(entry)
+    method = methods.build_method(config, in_channels=3, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(method.encoder, nnx.Param, ...)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2 * entry.batch, entry.resolution, entry.resolution, 3))
+
+    def features_sum(params, x):
+        return nnx.merge(graphdef, params, rest, copy=True)(x).sum()
+
+    rows = {}
+    for name, fn in (("encoder_forward", features_sum), ("encoder_forward_backward", jax.grad(features_sum))):
+        compiled, times = harness.timed_compile(jax.jit(fn), params, x)
+        step_times = harness.time_calls(lambda: compiled(params, x), warmup=entry.warmup, steps=entry.steps)
+        rows[name + "_s"] = harness.summarize(step_times)["median_s"]
+        rows[name + "_compile_s"] = times["compile_s"]
+    return {"kind": "breakdown", "impl": "jssl", **entry.to_dict(), **rows}

@@ -73,6 +73,8 @@ class PeerEntry:
     # Augmentation side: images per measurement, on one core (like lightly's DataLoader worker).
     aug_resolution: int = 224
     aug_images: int = 48
+    # Also time the encoder alone (forward; forward + backward) on both sides.
+    breakdown: bool = True
 
 
 @dataclasses.dataclass

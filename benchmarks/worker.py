@@ -47,6 +47,19 @@ def main(argv: list[str]) -> int:
             from benchmarks.conv_micro import conv_micro
 
             result = conv_micro(**spec)
+        elif task == "breakdown":
+            from benchmarks.step import run_breakdown
+            from benchmarks.suites import StepEntry
+
+            result = run_breakdown(StepEntry.from_dict(spec))
+        elif task == "peer-torch-breakdown":
+            from benchmarks.peer_torch import torch_breakdown
+
+            result = torch_breakdown(**spec)
+        elif task == "peer-torch-conv-micro":
+            from benchmarks.peer_torch import torch_conv_micro
+
+            result = torch_conv_micro(**spec)
         elif task == "peer-torch-step":
             from benchmarks.peer_torch import torch_step
 
