@@ -155,6 +155,8 @@ def _cpu_full() -> Suite:
     suite.peers = [
         PeerEntry(name="peer-r18-32px-b256", resolution=32, batch=256, steps=3),
         PeerEntry(name="peer-r18cifar-32px-b256", resolution=32, batch=256, small_image_stem=True, steps=2),
+        # One core each: PyTorch's OpenMP stalls when other jobs share its cores; this does not.
+        PeerEntry(name="peer-r18-32px-b32-1core", resolution=32, batch=32, steps=4, threads=1, breakdown=False),
     ]
     return suite
 
