@@ -1,0 +1,320 @@
+"""Benchmark runner: `python -m benchmarks.run --suite cpu-smoke`.
+
+Every measurement runs in a fresh worker process (`benchmarks.worker`) because XLA flags,
+the fake CPU device count and core pinning must be fixed before jax starts. The runner
+collects their JSON, prints the tables and writes one JSON file for the whole suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from benchmarks import harness
+from benchmarks.suites import DataEntry, PeerEntry, StepEntry, Suite, get_suite
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+STEP_COLUMNS = [
+    ("name", "entry"), ("xla_flags", "xla flags"), ("num_devices", "dev"), ("compile_s", "compile s"),
+    ("step_median_s", "step s (med)"), ("step_p10_s", "p10"), ("step_p90_s", "p90"),
+    ("examples_per_s", "ex/s"), ("examples_per_s_per_device", "ex/s/dev"),
+    ("xla_flops", "XLA FLOPs"), ("analytic_flops", "analytic FLOPs"), ("flops_agreement", "XLA/analytic*"),
+    ("tflops_per_device", "TFLOP/s/dev"), ("mfu", "MFU"), ("compiled_bytes", "mem (XLA) B"),
+    ("peak_bytes_in_use", "mem peak B"), ("e2e_step_median_s", "e2e step s"), ("e2e_examples_per_s", "e2e ex/s"),
+]
+
+
+def _has_torch_peer(python: str) -> bool:
+    if python == sys.executable:
+        return all(importlib.util.find_spec(m) is not None for m in ("torch", "torchvision", "lightly"))
+    code = "import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ('torch','torchvision','lightly')) else 1)"
+    return subprocess.run([python, "-c", code], capture_output=True).returncode == 0
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.cache: dict[Any, dict[str, Any]] = {}
+        self.log_lines: list[str] = []
+
+    def log(self, msg: str) -> None:
+        print(msg, flush=True)
+
+    def worker(self, task: str, spec: dict[str, Any], *, xla_flags: str = "", devices: int = 1,
+               threads: int = 0, python: str | None = None, timeout: float = 900) -> dict[str, Any]:
+        env = dict(os.environ)
+        flags = [f for f in (env.get("XLA_FLAGS", ""), xla_flags) if f]
+        if devices > 1:
+            flags.append(f"--xla_force_host_platform_device_count={devices}")
+        env["XLA_FLAGS"] = " ".join(flags)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH", "")) if p)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        spec = {**spec, "_threads": threads, "_peak_tflops": self.args.peak_tflops}
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "result.json")
+            t0 = time.perf_counter()
+            try:
+                proc = subprocess.run([python or sys.executable, "-m", "benchmarks.worker", task, json.dumps(spec), out],
+                                      env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return {"error": f"timed out after {timeout:.0f} s"}
+            wall = time.perf_counter() - t0
+            if not os.path.exists(out):
+                return {"error": f"worker exited {proc.returncode}: {proc.stderr[-2000:]}"}
+            with open(out) as f:
+                result = json.load(f)
+        result["worker_wall_s"] = wall
+        if "error" in result:
+            self.log(f"  ! {task} failed: {result['error']}")
+        return result
+
+    def step(self, entry: StepEntry) -> dict[str, Any]:
+        if entry not in self.cache:
+            self.log(f"- step {entry.name} {entry.xla_flags or '(default flags)'} on {entry.devices} device(s)")
+            self.cache[entry] = self.worker("step", entry.to_dict(), xla_flags=entry.xla_flags,
+                                            devices=entry.devices, threads=entry.threads)
+        return self.cache[entry]
+
+
+def run_suite(suite: Suite, args: argparse.Namespace) -> dict[str, Any]:
+    r = Runner(args)
+    started = time.perf_counter()
+    out: dict[str, Any] = {
+        "suite": suite.name, "description": suite.description, "commit": harness.git_commit(REPO),
+        "date": datetime.date.today().isoformat(), "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
+        "cpu_count": os.cpu_count(),
+    }
+    sections = set(args.only.split(",")) if args.only else None
+    want = lambda s: sections is None or s in sections  # noqa: E731
+
+    if want("steps"):
+        out["steps"] = [r.step(e) for e in suite.steps]
+
+    if want("flops"):
+        out["flop_checks"] = []
+        for e in suite.flop_checks:
+            r.log(f"- FLOP check {e.name} (lowered only)")
+            out["flop_checks"].append(r.worker("flops", e.to_dict(), devices=e.devices))
+
+    if want("flags") and suite.flag_study_entry is not None:
+        out["flag_study"] = []
+        for rep in range(args.repeats):
+            for label, flags in suite.flag_variants.items():
+                e = _flag_entry(suite.flag_study_entry, flags)
+                if rep:  # a repeat must not hit the cache
+                    e = dataclasses.replace(e, name=f"{e.name}#{rep}")
+                res = r.step(e)
+                out["flag_study"].append({"variant": label, "repeat": rep, **res})
+
+    if want("conv") and suite.conv_micro:
+        out["conv_micro"] = []
+        for spec in suite.conv_micro:
+            for label in ("default", "ynn_off"):
+                flags = suite.flag_variants.get(label, "")
+                r.log(f"- conv micro-benchmark {spec} ({label})")
+                res = r.worker("conv-micro", spec, threads=2, xla_flags=flags)
+                out["conv_micro"].append({**res, "variant": label})
+            python = args.peer_python or sys.executable
+            if _has_torch_peer(python):
+                r.log(f"- conv micro-benchmark {spec} (PyTorch)")
+                res = r.worker("peer-torch-conv-micro", spec, threads=2, python=python)
+                out["conv_micro"].append({**res, "variant": "pytorch"})
+
+    if want("peers") and suite.peers:
+        out["peers"] = run_peers(r, suite, args)
+
+    if want("data"):
+        out["data"] = []
+        for d in suite.data:
+            r.log(f"- data {d.name} workers {list(d.workers)}")
+            spec = {**dataclasses.asdict(d), "workers": list(d.workers)}
+            out["data"].append(r.worker("data", spec))
+
+    if want("scaling") and suite.scaling_entry is not None:
+        out["scaling"] = []
+        base = suite.scaling_entry
+        for n in suite.scaling_devices:
+            e = dataclasses.replace(base, name=f"{base.name}-x{n}", devices=n, batch=base.batch * n)
+            out["scaling"].append(r.step(e))
+
+    out["total_wall_s"] = time.perf_counter() - started
+    return out
+
+
+def run_peers(r: Runner, suite: Suite, args: argparse.Namespace) -> list[dict[str, Any]]:
+    python = args.peer_python or sys.executable
+    have_torch = _has_torch_peer(python)
+    rows = []
+    for p in suite.peers:
+        row: dict[str, Any] = {"name": p.name, "threads": p.threads, "resolution": p.resolution, "batch": p.batch,
+                               "small_image_stem": p.small_image_stem}
+        jssl_entry = StepEntry(name=p.name.replace("peer", "jssl"), resolution=p.resolution, batch=p.batch,
+                               small_image_stem=p.small_image_stem, warmup=p.warmup, steps=p.steps, threads=p.threads)
+        # Same entry as the flag study's default when shapes match: reuse, don't recompile.
+        fs = suite.flag_study_entry
+        if fs is not None and (fs.resolution, fs.batch, fs.small_image_stem, fs.model, fs.threads) == (
+                p.resolution, p.batch, p.small_image_stem, "resnet18", p.threads):
+            jssl_entry = _flag_entry(fs, "")
+        row["jssl"] = r.step(jssl_entry)
+        best = _best_flag_variant(r, jssl_entry, suite)
+        if best:
+            row["jssl_best_flags"] = best
+        if have_torch:
+            r.log(f"- peer {p.name}: PyTorch + lightly on {p.threads} cores")
+            row["torch"] = r.worker("peer-torch-step", {
+                "resolution": p.resolution, "batch": p.batch, "small_image_stem": p.small_image_stem,
+                "warmup": p.warmup, "steps": p.steps}, threads=p.threads, python=python)
+            if p.breakdown:
+                spec = {"resolution": p.resolution, "batch": p.batch, "small_image_stem": p.small_image_stem,
+                        "warmup": p.warmup, "steps": p.steps}
+                r.log(f"- peer {p.name}: encoder-only breakdown, both sides")
+                row["breakdown_torch"] = r.worker("peer-torch-breakdown", spec, threads=p.threads, python=python)
+                row["breakdown_jssl"] = r.worker("breakdown", {"name": p.name, **spec}, threads=p.threads)
+            r.log(f"- peer {p.name}: augmentation, {p.aug_resolution} px JPEGs, 1 core each")
+            row["aug_torch"] = r.worker("peer-torch-aug", {"resolution": p.aug_resolution, "images": p.aug_images},
+                                        threads=1, python=python)
+        else:
+            row["torch"] = {"error": f"torch/torchvision/lightly not importable by {python}: pip install -e '.[bench]'"}
+        row["aug_jssl"] = r.worker("peer-jssl-aug", {"resolution": p.aug_resolution, "images": p.aug_images}, threads=1)
+        t, j = row["torch"].get("step_median_s"), row["jssl"].get("step_median_s")
+        row["step_ratio_jssl_over_torch"] = j / t if t and j else None
+        if best and t:
+            row["best_step_ratio_jssl_over_torch"] = best["step_median_s"] / t
+        ta, ja = row.get("aug_torch", {}).get("images_per_s"), row["aug_jssl"].get("images_per_s")
+        row["aug_ratio_jssl_over_torch"] = ja / ta if ta and ja else None
+        rows.append(row)
+    return rows
+
+
+def _flag_entry(entry: StepEntry, flags: str) -> StepEntry:
+    """The flag study's entry under `flags`; only the default variant also runs end to end."""
+    return dataclasses.replace(entry, xla_flags=flags, e2e_steps=0 if flags else entry.e2e_steps)
+
+
+def _best_flag_variant(r: Runner, entry: StepEntry, suite: Suite) -> dict[str, Any] | None:
+    """The fastest flag variant already measured for this entry's shapes (from the flag study)."""
+    best = None
+    for e, res in r.cache.items():
+        same = (e.resolution, e.batch, e.small_image_stem, e.model, e.threads, e.precision) == (
+            entry.resolution, entry.batch, entry.small_image_stem, entry.model, entry.threads, entry.precision)
+        if same and res.get("step_median_s") and (best is None or res["step_median_s"] < best["step_median_s"]):
+            best = {"xla_flags": e.xla_flags, "step_median_s": res["step_median_s"], "compile_s": res.get("compile_s")}
+    return best
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+
+
+def report(out: dict[str, Any]) -> str:
+    parts = [f"suite {out['suite']} | commit {out['commit']} | {out['date']} | {out.get('cpu_count')} CPUs | "
+             f"wall {out.get('total_wall_s', 0):.0f} s"]
+    if out.get("steps"):
+        parts += ["", "Train step (synthetic device-resident batch; e2e = real Grain pipeline)",
+                  harness.format_table(out["steps"], STEP_COLUMNS)]
+    if out.get("flop_checks"):
+        parts += ["", "FLOP checks (lowered step; per image per view = XLA FLOPs / (batch x views))",
+                  harness.format_table(out["flop_checks"], [
+                      ("name", "entry"), ("xla_flops", "XLA FLOPs"), ("analytic_flops", "analytic"),
+                      ("xla_over_analytic", "XLA/analytic"), ("xla_over_analytic_valid", "XLA/analytic*"),
+                      ("xla_flops_per_image_view", "XLA per img-view"),
+                      ("analytic_forward_flops_per_image", "fwd per img")])]
+    if out.get("flag_study"):
+        parts += ["", "XLA CPU flag study (same step, fresh process per variant)",
+                  harness.format_table(out["flag_study"], [
+                      ("variant", "variant"), ("repeat", "rep"), ("compile_s", "compile s"),
+                      ("step_median_s", "step s (med)"), ("step_p10_s", "p10"), ("step_p90_s", "p90"),
+                      ("ynn_fusions", "YNN convs"), ("native_convolutions", "Eigen convs"),
+                      ("native_lhs_dilated", "of which lhs-dilated"), ("other_library_fusions", "other library fusions"),
+                      ("error", "error")])]
+    if out.get("conv_micro"):
+        rows = [{"shape": c.get("shape"), "variant": c["variant"], **row} for c in out["conv_micro"] for row in c.get("rows", [c])]
+        parts += ["", "One convolution, 2 cores: forward / input grad / weight grad (GFLOP/s of useful work)",
+                  harness.format_table(rows, [("shape", "conv"), ("variant", "flags"), ("op", "op"), ("lowering", "lowering"),
+                                              ("median_s", "median s"), ("gflops_per_s", "GFLOP/s"), ("error", "error")])]
+    if out.get("peers"):
+        rows = []
+        for p in out["peers"]:
+            rows.append({
+                "name": p["name"], "threads": p["threads"], "jssl_s": p["jssl"].get("step_median_s"),
+                "jssl_best_s": p.get("jssl_best_flags", {}).get("step_median_s"),
+                "best_flags": p.get("jssl_best_flags", {}).get("xla_flags") or "default",
+                "torch_s": p["torch"].get("step_median_s"), "ratio": p.get("step_ratio_jssl_over_torch"),
+                "best_ratio": p.get("best_step_ratio_jssl_over_torch"),
+                "aug_jssl": p["aug_jssl"].get("images_per_s"), "aug_torch": p.get("aug_torch", {}).get("images_per_s"),
+                "aug_ratio": p.get("aug_ratio_jssl_over_torch"), "torch_error": p["torch"].get("error"),
+            })
+        parts += ["", "jssl vs PyTorch + lightly (step ratio: jssl time / torch time, >1 = jssl slower; "
+                  "aug ratio: jssl images/s / lightly images/s, >1 = jssl faster)",
+                  harness.format_table(rows, [
+                      ("name", "entry"), ("threads", "thr"), ("jssl_s", "jssl step s"), ("torch_s", "torch step s"),
+                      ("ratio", "step ratio"), ("jssl_best_s", "jssl best s"), ("best_flags", "best flags"),
+                      ("best_ratio", "best ratio"), ("aug_jssl", "jssl aug img/s"), ("aug_torch", "lightly aug img/s"),
+                      ("aug_ratio", "aug ratio"), ("torch_error", "peer error")])]
+    breakdown_rows = []
+    for p in out.get("peers", []):
+        for impl in ("jssl", "torch"):
+            b = p.get(f"breakdown_{impl}")
+            if b:
+                full = p[impl].get("step_median_s")
+                fb = b.get("encoder_forward_backward_s")
+                breakdown_rows.append({"name": p["name"], "impl": impl, "fwd": b.get("encoder_forward_s"), "fwd_bwd": fb,
+                                       "step": full, "rest": full - fb if full and fb else None, "error": b.get("error")})
+    if breakdown_rows:
+        parts += ["", "Where the step time goes (s): encoder alone on both views, vs the full step; "
+                  "rest = heads + loss + optimizer + probe",
+                  harness.format_table(breakdown_rows, [("name", "entry"), ("impl", "impl"), ("fwd", "encoder fwd"),
+                                                        ("fwd_bwd", "encoder fwd+bwd"), ("step", "full step"),
+                                                        ("rest", "rest"), ("error", "error")])]
+    if out.get("data"):
+        rows = []
+        for d in out["data"]:
+            for row in d.get("rows", [{"error": d.get("error")}]):
+                rows.append({"name": d.get("name"), **row})
+        parts += ["", "Data pipeline: two-view augmentation, source images/s (" +
+                  (out["data"][0].get("on_device") or "") + ")",
+                  harness.format_table(rows, [("name", "entry"), ("workers", "workers"), ("images_per_s", "images/s"),
+                                              ("first_batch_s", "first batch s"), ("error", "error")])]
+    if out.get("scaling"):
+        parts += ["", "Scaling on fake CPU devices (same per-device batch; all devices share the same cores)",
+                  harness.format_table(out["scaling"], [
+                      ("name", "entry"), ("num_devices", "dev"), ("batch", "global batch"), ("compile_s", "compile s"),
+                      ("step_median_s", "step s"), ("examples_per_s", "ex/s"), ("examples_per_s_per_device", "ex/s/dev"),
+                      ("flops_agreement", "XLA/analytic*")])]
+    parts += ["", "* analytic FLOPs counting only kernel taps inside the image (XLA's convention); "
+              "'analytic FLOPs' is the textbook count."]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", default="cpu-smoke", help="cpu-smoke | cpu-full | gpu")
+    ap.add_argument("--out", default=None, help="JSON path (default runs/bench/<suite>.json)")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="peak dense TFLOP/s per device for MFU")
+    ap.add_argument("--peer-python", default=None, help="python with torch, torchvision, lightly (default: this one)")
+    ap.add_argument("--repeats", type=int, default=1, help="rounds of the XLA flag study (interleaved)")
+    ap.add_argument("--only", default="", help="comma-separated sections: steps,flops,flags,conv,peers,data,scaling")
+    args = ap.parse_args(argv)
+    suite = get_suite(args.suite)
+    out = run_suite(suite, args)
+    text = report(out)
+    print("\n" + text)
+    path = args.out or os.path.join(REPO, "runs", "bench", f"{suite.name}.json")
+    harness.write_json(path, {**out, "table": text})
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

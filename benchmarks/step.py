@@ -1,0 +1,200 @@
+"""The train-step benchmark: jssl's real jit'd step on device-resident synthetic batches,
+then (optionally) end to end with the real Grain pipeline feeding it.
+
+Runs inside a worker process (see `benchmarks.worker`) so that XLA flags and the fake
+device count are fixed before jax starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from benchmarks import flops, harness
+from benchmarks.suites import SIMCLR_AUGMENT, StepEntry
+
+
+def entry_config(entry: StepEntry, channels: int = 3):
+    """The jssl config for an entry: the base config with the entry's fields set."""
+    from jssl.config import base_config
+
+    c = base_config()
+    c.method.name = entry.method
+    c.model.name = entry.model
+    c.model.dtype = entry.precision
+    c.model.kwargs.small_image_stem = entry.small_image_stem
+    c.global_batch_size = entry.batch
+    c.data.mean = (0.5,) * channels
+    c.data.std = (0.25,) * channels
+    c.mesh = dict(entry.mesh)
+    c.total_steps = 10_000  # only shapes the LR schedule; a benchmark never reaches it
+    return c
+
+
+def synthetic_batch(entry: StepEntry, num_views: int, channels: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shape = (entry.batch, entry.resolution, entry.resolution, channels)
+    batch = {f"view_{v}": rng.integers(0, 256, shape, dtype=np.uint8) for v in range(num_views)}
+    batch["label"] = rng.integers(0, 10, (entry.batch,), dtype=np.int32)
+    return batch
+
+
+def _mesh(entry: StepEntry):
+    import jax
+
+    from jssl import sharding
+
+    devices = jax.devices()
+    if devices[0].platform == "cpu":
+        devices = devices[: entry.devices]
+    return sharding.make_mesh(dict(entry.mesh), devices=devices)
+
+
+def count_flops(entry: StepEntry) -> dict[str, Any]:
+    """XLA (from the lowered step, no compile) and analytic FLOPs: cheap even for ResNet-50 at 224."""
+    import jax
+
+    from jssl.train import build_experiment
+
+    config = entry_config(entry)
+    image_shape = (entry.resolution, entry.resolution, 3)
+    exp = build_experiment(config, image_shape=image_shape, mesh=_mesh(entry))
+    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in synthetic_batch(entry, exp.num_views).items()}
+    lowered = exp.train_step.lower(exp.abstract_state, abstract)
+    analytic = flops.analytic_step_flops(config, image_shape)
+    xla = flops.xla_flops(lowered)
+    images = entry.batch * exp.num_views
+    return {
+        "name": entry.name,
+        "xla_flops": xla,
+        "analytic_flops": analytic["train_flops"],
+        "analytic_flops_valid": analytic["train_flops_valid"],
+        "xla_over_analytic": xla / analytic["train_flops"] if xla else None,
+        "xla_over_analytic_valid": xla / analytic["train_flops_valid"] if xla else None,
+        "xla_flops_per_image_view": xla / images if xla else None,
+        "analytic_forward_flops_per_image": analytic["backbone_forward_flops_per_image"],
+    }
+
+
+def run_step(entry: StepEntry, peak_override: float | None = None) -> dict[str, Any]:
+    import jax
+
+    from jssl import sharding
+    from jssl.train import build_experiment
+
+    config = entry_config(entry)
+    image_shape = (entry.resolution, entry.resolution, 3)
+    mesh = _mesh(entry)
+    num_devices = mesh.size
+    exp = build_experiment(config, image_shape=image_shape, mesh=mesh)
+    state = exp.init_state()
+    host = synthetic_batch(entry, exp.num_views)
+    batch = sharding.host_batch_to_global(host, mesh)
+    jax.block_until_ready((state, batch))
+
+    compiled, compile_times = harness.timed_compile(exp.train_step, state, batch)
+    # The compiled executable's cost analysis is per device (after SPMD partitioning) on
+    # meshes; multiplied back up it is comparable to the analytic whole-step count.
+    xla_per_device = flops.xla_flops(compiled)
+    xla_total = xla_per_device * num_devices if xla_per_device else None
+    analytic = flops.analytic_step_flops(config, image_shape)
+
+    holder = {"state": state}
+
+    def one_step():
+        holder["state"], metrics = compiled(holder["state"], batch)
+        return holder["state"], metrics
+
+    times = harness.time_calls(one_step, warmup=entry.warmup, steps=entry.steps)
+    stats = harness.summarize(times)
+    median = stats["median_s"]
+    device = mesh.devices.flat[0]
+    per_device_flops = (xla_total or analytic["train_flops"]) / num_devices
+    achieved = per_device_flops / median / 1e12
+    peak = harness.peak_tflops(device.device_kind, entry.precision, peak_override)
+    result: dict[str, Any] = {
+        "kind": "step",
+        **entry.to_dict(),
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "num_devices": num_devices,
+        **compile_times,
+        **{f"step_{k}": v for k, v in stats.items()},
+        "examples_per_s": entry.batch / median,
+        "examples_per_s_per_device": entry.batch / median / num_devices,
+        "xla_flops": xla_total,
+        "analytic_flops": analytic["train_flops"],
+        "analytic_flops_valid": analytic["train_flops_valid"],
+        "flops_agreement": xla_total / analytic["train_flops_valid"] if xla_total else None,
+        "tflops_per_device": achieved,
+        "peak_tflops": peak,
+        "mfu": achieved / peak if peak else None,
+        **harness.memory_report(compiled, device),
+        **(flops.conv_lowering_census(compiled.as_text()) if device.platform == "cpu" else {}),
+        "loss_finite": bool(np.isfinite(float(jax.device_get(one_step()[1]["loss"])))),
+    }
+    if entry.e2e_steps:
+        result.update(run_end_to_end(entry, exp, compiled, holder, mesh))
+    return result
+
+
+def run_end_to_end(entry: StepEntry, exp, compiled, holder, mesh) -> dict[str, Any]:
+    """The same executable fed by `jssl.data.make_train_iterator` on random 3-channel images,
+    with the SimCLR augmentations at the entry's resolution: host time is now included."""
+    import jax
+
+    from jssl import data, sharding
+
+    rng = np.random.default_rng(1)
+    n = max(2 * entry.batch, 64)
+    # Sources are a bit larger than the crop so random_resized_crop does real resampling.
+    size = int(entry.resolution * 1.15)
+    source = data.ArraySource(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), rng.integers(0, 10, n))
+    it = data.make_train_iterator(
+        source,
+        global_batch_size=entry.batch,
+        num_views=exp.num_views,
+        augment=SIMCLR_AUGMENT.format(res=entry.resolution),
+        seed=0,
+        num_workers=entry.e2e_workers,
+    )
+
+    def one_step():
+        batch = sharding.host_batch_to_global(next(it), mesh)
+        holder["state"], metrics = compiled(holder["state"], batch)
+        return holder["state"], metrics
+
+    times = harness.time_calls(one_step, warmup=1, steps=entry.e2e_steps, sync=jax.block_until_ready)
+    stats = harness.summarize(times)
+    return {
+        **{f"e2e_step_{k}": v for k, v in stats.items()},
+        "e2e_examples_per_s": entry.batch / stats["median_s"],
+        "e2e_workers": entry.e2e_workers,
+    }
+
+
+def run_breakdown(entry: StepEntry) -> dict[str, Any]:
+    """The encoder alone (train-mode BatchNorm) on both views' images: forward, and forward +
+    backward w.r.t. its parameters. The full step minus these is heads, loss and optimizer."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jssl import methods
+
+    config = entry_config(entry)
+    method = methods.build_method(config, in_channels=3, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(method.encoder, nnx.Param, ...)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2 * entry.batch, entry.resolution, entry.resolution, 3))
+
+    def features_sum(params, x):
+        return nnx.merge(graphdef, params, rest, copy=True)(x).sum()
+
+    rows = {}
+    for name, fn in (("encoder_forward", features_sum), ("encoder_forward_backward", jax.grad(features_sum))):
+        compiled, times = harness.timed_compile(jax.jit(fn), params, x)
+        step_times = harness.time_calls(lambda: compiled(params, x), warmup=entry.warmup, steps=entry.steps)
+        rows[name + "_s"] = harness.summarize(step_times)["median_s"]
+        rows[name + "_compile_s"] = times["compile_s"]
+    return {"kind": "breakdown", "impl": "jssl", **entry.to_dict(), **rows}

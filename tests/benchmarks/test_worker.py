@@ -1,0 +1,43 @@
+"""The worker process protocol and the HLO census of convolution lowering."""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks import flops
+from benchmarks.run import Runner
+
+
+def test_census_counts_every_convolution_of_a_strided_conv_grad():
+    x = jnp.ones((4, 8, 8, 8))
+    w = jnp.ones((3, 3, 8, 8)) * 0.1
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def f(w, x):
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+        y = jax.lax.conv_general_dilated(jax.nn.relu(y), w, (2, 2), "SAME", dimension_numbers=dn)
+        return jnp.sum(y**2)
+
+    census = flops.conv_lowering_census(jax.jit(jax.grad(f)).lower(w, x).compile().as_text())
+    # Two forwards, two weight grads, one input grad (the first conv's input needs none);
+    # the input grad of the strided conv is the lhs-dilated one, wherever it is lowered.
+    assert census["ynn_fusions"] + census["native_convolutions"] == 5
+    assert census["native_lhs_dilated"] <= 1
+
+
+def test_worker_process_reports_flops_as_json():
+    runner = Runner(argparse.Namespace(peak_tflops=None))
+    spec = dict(name="r10", model="resnet10", resolution=16, batch=4, small_image_stem=True)
+    result = runner.worker("flops", spec, timeout=120)
+    assert "error" not in result, result.get("traceback")
+    assert 0.9 < result["xla_over_analytic_valid"] < 1.1
+    assert result["worker_wall_s"] > 0
+
+
+def test_worker_reports_errors_instead_of_crashing():
+    runner = Runner(argparse.Namespace(peak_tflops=None))
+    result = runner.worker("no-such-task", {}, timeout=60)
+    assert "unknown task" in result["error"]
