@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from benchmarks import harness
-from benchmarks.suites import DataEntry, PeerEntry, StepEntry, Suite, get_suite
+from benchmarks.suites import StepEntry, Suite, get_suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
