@@ -14,6 +14,8 @@ from typing import Any
 import grain
 import orbax.checkpoint as ocp
 
+from jssl.data import iterator_state_args
+
 
 class Checkpointer:
     """A thin, explicit wrapper over `ocp.CheckpointManager` with items 'state' and 'data'."""
@@ -42,7 +44,7 @@ class Checkpointer:
         """Saves if `step` is on the interval (or `force`); returns whether a save started."""
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(data_iterator),
+            data=iterator_state_args(data_iterator),
         )
         return self._manager.save(step, args=args, force=force)
 
@@ -52,7 +54,7 @@ class Checkpointer:
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract_state),
-                data=grain.checkpoint.CheckpointRestore(data_iterator),
+                data=iterator_state_args(data_iterator, restore=True),
             ),
         )
         return restored["state"]
