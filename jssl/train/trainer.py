@@ -352,11 +352,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     train_source = data.get_source(config.data.name, config.data.train_split, **source_options(config))
     image_shape = tuple(train_source[0]["image"].shape)
-    num_views = methods.get_method_class(config.method.name).num_views
+    # Mesh, model and step first: a bad mesh or batch size fails before data workers start.
+    exp = build_experiment(config, image_shape=image_shape)
+    log.info("mesh %s; %d devices; global batch %d", dict(exp.mesh.shape), jax.device_count(), config.global_batch_size)
     train_iter = data.make_train_iterator(
         train_source,
         global_batch_size=config.global_batch_size,
-        num_views=num_views,
+        num_views=exp.num_views,
         augment=config.data.augment,
         seed=config.seed,
         num_workers=config.data.num_workers,
@@ -364,9 +366,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         process_count=jax.process_count(),
     )
     eval_data = load_eval_data(config)
-
-    exp = build_experiment(config, image_shape=image_shape)
-    log.info("mesh %s; %d devices; global batch %d", dict(exp.mesh.shape), jax.device_count(), config.global_batch_size)
 
     # ==============================================================================================
     # Checkpoint: resume if the workdir has one
