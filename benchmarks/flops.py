@@ -128,7 +128,7 @@ def analytic_step_flops(config, image_shape: tuple[int, int, int]) -> dict[str, 
 
     model = nnx.eval_shape(build)
     method = model.method
-    num_views = type(method).num_views
+    num_views = type(method).num_views(config)
     encoder = method.encoder
     conv_layers, _, _ = resnet_layers(encoder, image_shape[:2])
     valid_layers, _, _ = resnet_layers(encoder, image_shape[:2], valid_only=True)

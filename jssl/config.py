@@ -16,6 +16,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.global_batch_size = 256
     c.log_every_steps = 10
     c.progress_bar = True
+    # The log warns of collapse when a method's `embedding_spread` (per-dimension std of the
+    # normalized embedding x sqrt(dim): ~1 when spread out, 0 when collapsed) falls below this.
+    c.collapse_spread = 0.05
 
     # Mesh axis sizes; one -1 takes the remaining devices. The batch is split over data x fsdp.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
@@ -37,6 +40,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.mean = (0.5,)
     c.data.std = (0.5,)
     c.data.augment = "random_resized_crop(32)|hflip|color_jitter|grayscale|gaussian_blur"
+    # Multi-crop: ((count, augmentation), ...) in view order, e.g. 2 global + 6 local crops
+    # ((1, "random_resized_crop(224, scale=(0.4, 1))|..."), (1, "..."), (6, "random_resized_crop(96, ...)|...")).
+    # Empty: every view uses data.augment. The counts must add up to the method's views.
+    c.data.crops = ()
     c.data.num_workers = 0
     # Cap on examples read from each split for evaluation (0: all).
     c.data.max_eval_examples = 0

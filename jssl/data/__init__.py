@@ -30,6 +30,7 @@ from jssl.data.pipeline import (
     iterator_state_args,
     load_arrays,
     make_train_iterator,
+    view_specs,
 )
 from jssl.data.sources import (
     SOURCES,
@@ -70,4 +71,5 @@ __all__ = [
     "resize",
     "solarize",
     "tfds_source",
+    "view_specs",
 ]

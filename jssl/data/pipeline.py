@@ -35,6 +35,7 @@ from jssl.data.sources import ImageSource
 
 __all__ = [
     "MultiViewTransform",
+    "view_specs",
     "iterator_state_args",
     "load_arrays",
     "make_train_iterator",
@@ -89,6 +90,34 @@ def _augment_specs(augment: str | Sequence[str], num_views: int) -> list[str]:
     for spec in specs:
         parse_augment(spec)
     return specs
+
+
+def view_specs(augment: str, crops: Sequence[Sequence[Any]], num_views: int, *, method: str = "the method") -> list[str]:
+    """One augmentation string per view: `augment` for all views, or `crops` = ((count, spec), ...).
+
+    Multi-crop methods list their global crops first, then their local crops; views with the
+    same output size form one forward pass of the model (see `jssl.methods.common`).
+    """
+    if not crops:
+        return _augment_specs(augment, num_views)
+    specs: list[str] = []
+    for entry in crops:
+        if (
+            not isinstance(entry, (tuple, list))
+            or len(entry) != 2
+            or not isinstance(entry[0], int)
+            or entry[0] < 1
+            or not isinstance(entry[1], str)
+        ):
+            raise ValueError(f"data.crops entries must be (count >= 1, augmentation string) pairs; got {entry!r}")
+        specs.extend([entry[1]] * entry[0])
+    if len(specs) != num_views:
+        counts = " + ".join(str(entry[0]) for entry in crops)
+        raise ValueError(
+            f"data.crops makes {counts} = {len(specs)} views but {method} needs {num_views}; "
+            "make the counts add up to the method's crops (global first, then local)"
+        )
+    return _augment_specs(specs, num_views)
 
 
 def _derive_seed(seed: int, process_index: int) -> int:

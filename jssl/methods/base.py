@@ -2,12 +2,19 @@
 
 A method is one NNX module holding all its networks and buffers (online/target encoders,
 predictor, prototypes, queue, center) so that sharding and checkpointing need no special
-cases. The trainer asks it exactly five things:
+cases: trainable weights are `nnx.Param`s, everything else (BatchNorm statistics, `Teacher`
+weights, `Buffer`s, see `jssl.methods.common`) is state the optimizer never sees. The trainer
+asks a method exactly these things:
 
-1. its networks and buffers: the module itself (non-trainable state as NNX variables);
-2. `num_views`: how many augmented views the data pipeline must produce per example;
-3. `__call__(views, rngs)`: the loss on a batch, as a `MethodOutput`;
-4. `after_step(step)`: the post-step update (EMA teachers, queues, centers); default: none;
+1. its networks and buffers: the module itself;
+2. `num_views(config)`: how many augmented views the data pipeline must produce per example
+   (multi-crop methods: global crops first, then local crops; each view may have its own
+   augmentation string and size, see `config.data.crops`);
+3. `__call__(views, step=, rngs=)`: the loss on a batch, as a `MethodOutput`; buffers that
+   depend on this batch (queues, centers) are updated here, from stop-gradient values;
+4. `after_step(step)`: the update after the optimizer step (EMA teachers, normalizing
+   prototypes); default: none. `frozen_steps()`: parameters held fixed for the first steps
+   (SwAV's prototypes, DINO's last layer); default: none;
 5. `represent(images)`: the representation used for evaluation (kNN, probes).
 """
 
@@ -17,6 +24,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import jax
+import ml_collections
 from flax import nnx
 
 
@@ -34,19 +42,32 @@ class MethodOutput:
 
 
 class Method(nnx.Module):
-    """Base class; subclasses set `num_views` and implement `__call__` and `represent`."""
+    """Base class; subclasses implement `__call__`, `represent` and `feature_dim`."""
 
-    num_views: int = 2
+    @classmethod
+    def num_views(cls, config: ml_collections.ConfigDict) -> int:
+        """Views per example the data pipeline must produce; two-view methods keep this default."""
+        del config
+        return 2
 
-    def __call__(self, views: Sequence[jax.Array], *, rngs: nnx.Rngs | None = None) -> MethodOutput:
+    def __call__(self, views: Sequence[jax.Array], *, step: jax.Array, rngs: nnx.Rngs | None = None) -> MethodOutput:
         raise NotImplementedError
 
     def represent(self, images: jax.Array) -> jax.Array:
         raise NotImplementedError
 
     def after_step(self, step: jax.Array) -> None:
-        """Post-optimizer-step update of buffers; most contrastive methods have none."""
+        """Post-optimizer-step update of buffers; `step` is the step just taken (0-based)."""
         del step
+
+    def frozen_steps(self) -> dict[str, int]:
+        """`{submodule path: n}`: that submodule's parameters stay unchanged during steps 0..n-1.
+
+        Paths are attribute paths inside the method, e.g. `'prototypes'` or `'head.last_layer'`.
+        The trainer zeroes their gradients and updates during those steps (as the reference
+        code sets the gradients to None), so weight decay and momentum do not move them either.
+        """
+        return {}
 
     @property
     def feature_dim(self) -> int:

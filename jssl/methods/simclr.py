@@ -20,12 +20,11 @@ from flax import nnx
 
 from jssl import losses
 from jssl.methods.base import Method, MethodOutput
+from jssl.methods.common import embedding_diagnostics
 from jssl.models import MLPHead, get_backbone
 
 
 class SimCLR(Method):
-    num_views = 2
-
     def __init__(self, config: ml_collections.ConfigDict, *, in_channels: int, dtype, rngs: nnx.Rngs):
         self.encoder = get_backbone(
             config.model.name, in_channels=in_channels, dtype=dtype, rngs=rngs, **config.model.kwargs
@@ -45,14 +44,14 @@ class SimCLR(Method):
     def feature_dim(self) -> int:
         return self.encoder.feature_dim
 
-    def __call__(self, views: Sequence[jax.Array], *, rngs: nnx.Rngs | None = None) -> MethodOutput:
-        del rngs
+    def __call__(self, views: Sequence[jax.Array], *, step: jax.Array, rngs: nnx.Rngs | None = None) -> MethodOutput:
+        del step, rngs
         # One forward over both views: BN statistics then cover all 2N images, as in SimCLR.
         batch = views[0].shape[0]
         features = self.encoder(jnp.concatenate(list(views[:2]), axis=0))
         z = self.projector(features)
         loss, metrics = losses.nt_xent(z[:batch], z[batch:], temperature=self.temperature)
-        return MethodOutput(loss=loss, metrics=metrics, features=features[:batch])
+        return MethodOutput(loss=loss, metrics={**metrics, **embedding_diagnostics(z[:batch])}, features=features[:batch])
 
     def represent(self, images: jax.Array) -> jax.Array:
         return self.encoder(images)

@@ -67,6 +67,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if len(config.data.mean) != len(config.data.std):
         raise ValueError(f"data.mean {config.data.mean} and data.std {config.data.std} differ in length")
     methods.get_method_class(config.method.name)  # unknown names fail before data is read
+    view_augmentations(config)  # so do crops that do not match the method's views
+
+
+def view_augmentations(config: ml_collections.ConfigDict) -> list[str]:
+    """One augmentation string per view the method needs (from `data.augment` or `data.crops`)."""
+    num_views = methods.get_method_class(config.method.name).num_views(config)
+    return data.view_specs(config.data.augment, config.data.crops, num_views, method=config.method.name)
 
 
 def source_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -99,6 +106,7 @@ class Experiment:
     # batch_statistics=True normalizes with each batch's BN statistics instead of running ones.
     represent: Any
     num_views: int
+    view_augmentations: list[str]  # one augmentation spec per view, in view order
     step_traces: Callable[[], int]  # how many times the step was traced (compiled)
 
 
@@ -129,7 +137,8 @@ def build_experiment(
     # ==============================================================================================
     dtype = DTYPES[config.model.dtype]
     tx, schedule = build_optimizer(config)
-    num_views = methods.get_method_class(config.method.name).num_views
+    augmentations = view_augmentations(config)
+    num_views = len(augmentations)
 
     def build_model(seed: int) -> SSLModel:
         rngs = nnx.Rngs(seed)
@@ -147,7 +156,9 @@ def build_experiment(
             first_nonfinite_step=jnp.full((), -1, jnp.int32),
         )
 
-    graphdef = nnx.split(nnx.eval_shape(lambda: build_model(config.seed)), nnx.Param, ...)[0]
+    abstract_model = nnx.eval_shape(lambda: build_model(config.seed))
+    graphdef = nnx.split(abstract_model, nnx.Param, ...)[0]
+    frozen_steps = abstract_model.method.frozen_steps()
     abstract = jax.eval_shape(create_state)
     shardings = sharding.state_shardings(abstract, config.sharding_rules, mesh)
     abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
@@ -169,7 +180,7 @@ def build_experiment(
 
         def loss_fn(params):
             model = nnx.merge(graphdef, params, state.buffers, copy=True)
-            out = model.method(views, rngs=nnx.Rngs(rng))
+            out = model.method(views, step=state.step, rngs=nnx.Rngs(rng))
             logits = model.probe(jax.lax.stop_gradient(out.features))
             probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
             probe_accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
@@ -180,8 +191,9 @@ def build_experiment(
         grads, (loss, method_metrics, probe_loss, probe_accuracy, buffers) = jax.grad(loss_fn, has_aux=True)(
             state.params
         )
+        grads = _freeze(grads, frozen_steps, state.step)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params = optax.apply_updates(state.params, _freeze(updates, frozen_steps, state.step))
 
         model = nnx.merge(graphdef, params, buffers, copy=True)
         model.method.after_step(state.step)
@@ -238,8 +250,24 @@ def build_experiment(
         train_step=jitted_step,
         represent=jitted_represent,
         num_views=num_views,
+        view_augmentations=augmentations,
         step_traces=lambda: traces[0],
     )
+
+
+def _freeze(tree: Any, frozen_steps: dict[str, int], step: jax.Array) -> Any:
+    """Zeroes the leaves under each `method.<path>` of `frozen_steps` while `step < n`."""
+    if not frozen_steps:
+        return tree
+
+    def mask(path, leaf):
+        names = ".".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+        for prefix, until in frozen_steps.items():
+            if names.startswith(f"method.{prefix}."):
+                return jnp.where(step < until, jnp.zeros_like(leaf), leaf)
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(mask, tree)
 
 
 # ==================================================================================================
@@ -335,6 +363,20 @@ def _raise_if_nonfinite(state: TrainState, last_checkpoint: int | None) -> None:
         )
 
 
+def _warn_if_collapsed(step: int, scalars: dict[str, float], threshold: float) -> None:
+    """Says so in the log when an embedding's spread (see `embedding_diagnostics`) nears zero."""
+    for name, value in scalars.items():
+        if name.endswith("embedding_spread") and value < threshold:
+            log.warning(
+                "step %d: representation collapse? %s = %.4f (below %.3g: the normalized embeddings of the "
+                "batch are nearly identical). Check the learning rate, momentum and temperatures.",
+                step,
+                name,
+                value,
+                threshold,
+            )
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Pretrains `config.method` and evaluates it; resumes from `workdir` if it holds checkpoints.
 
@@ -359,7 +401,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         train_source,
         global_batch_size=config.global_batch_size,
         num_views=exp.num_views,
-        augment=config.data.augment,
+        augment=exp.view_augmentations,
         seed=config.seed,
         num_workers=config.data.num_workers,
         process_index=jax.process_index(),
@@ -412,6 +454,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 scalars["steps_per_second"] = (done - last_log_step) / max(now - last_log_time, 1e-9)
                 last_log_step, last_log_time = done, now
                 writer.write_scalars(done, scalars)
+                _warn_if_collapsed(done, scalars, config.collapse_spread)
                 if progress is not None:
                     progress.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{scalars['learning_rate']:.3g}")
 
