@@ -45,8 +45,11 @@ def base_config() -> ml_collections.ConfigDict:
     # Empty: every view uses data.augment. The counts must add up to the method's views.
     c.data.crops = ()
     c.data.num_workers = 0
-    # Cap on examples read from each split for evaluation (0: all).
+    # Cap on examples read from each split for evaluation (0: all); the first ones are read.
     c.data.max_eval_examples = 0
+    # Deterministic ops applied to evaluation images, e.g. "resize_shorter(256)|center_crop(224)"
+    # where image sizes vary (ImageNet); empty: images as stored.
+    c.data.eval_preprocess = ""
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "resnet18"

@@ -23,6 +23,7 @@ from jssl.data.augment import (
     parse_augment,
     random_resized_crop,
     resize,
+    resize_shorter,
     solarize,
 )
 from jssl.data.pipeline import (
@@ -69,6 +70,7 @@ __all__ = [
     "parse_augment",
     "random_resized_crop",
     "resize",
+    "resize_shorter",
     "solarize",
     "tfds_source",
     "view_specs",

@@ -41,6 +41,7 @@ __all__ = [
     "parse_augment",
     "random_resized_crop",
     "resize",
+    "resize_shorter",
     "solarize",
 ]
 
@@ -113,6 +114,23 @@ def resize(size: Size) -> Augment:
     def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         del rng
         if image.shape[:2] == (height, width):
+            return image
+        return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR))
+
+    return op
+
+
+def resize_shorter(size: int) -> Augment:
+    """Bilinear resize so the shorter side is ``size``, keeping the aspect ratio (ImageNet eval)."""
+    if not isinstance(size, int) or size <= 0:
+        raise ValueError(f"size must be a positive int; got {size!r}")
+
+    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        del rng
+        h, w = image.shape[:2]
+        scale = size / min(h, w)
+        height, width = max(size, round(h * scale)), max(size, round(w * scale))
+        if (height, width) == (h, w):
             return image
         return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR))
 
@@ -357,6 +375,7 @@ def compose(ops: Sequence[Augment]) -> Augment:
 AUGMENTATIONS: dict[str, Callable[..., Augment]] = {
     "identity": identity,
     "resize": resize,
+    "resize_shorter": resize_shorter,
     "center_crop": center_crop,
     "random_resized_crop": random_resized_crop,
     "hflip": hflip,

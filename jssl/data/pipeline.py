@@ -218,23 +218,32 @@ def iterator_state_args(iterator: grain.DatasetIterator, *, restore: bool = Fals
     return grain_checkpoint.CheckpointSave(iterator)
 
 
-def load_arrays(source: ImageSource) -> tuple[np.ndarray, np.ndarray]:
-    """The whole source as ``(uint8 [N, H, W, C], int32 [N])`` for evaluation."""
-    images = getattr(source, "images", None)
-    labels = getattr(source, "labels", None)
-    if isinstance(images, np.ndarray) and isinstance(labels, np.ndarray):
-        return images, labels.astype(np.int32, copy=False)
-    n = len(source)
+def load_arrays(
+    source: ImageSource, *, limit: int = 0, preprocess: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` records (0: all) as ``(uint8 [N, H, W, C], int32 [N])`` for evaluation.
+
+    ``preprocess`` is an augmentation spec of deterministic ops applied to every image, e.g.
+    ``"resize_shorter(256)|center_crop(224)"`` for data sets of varying image sizes (ImageNet).
+    """
+    n = len(source) if not limit else min(limit, len(source))
     if n == 0:
         raise ValueError(f"source {source!r} is empty")
+    images = getattr(source, "images", None)
+    labels = getattr(source, "labels", None)
+    if isinstance(images, np.ndarray) and isinstance(labels, np.ndarray) and not preprocess.strip():
+        return images[:n], labels[:n].astype(np.int32, copy=False)
     if hasattr(source, "__getitems__"):
         records = list(source.__getitems__(list(range(n))))
     else:
         records = [source[i] for i in range(n)]
-    shapes = {r["image"].shape for r in records}
+    op = parse_augment(preprocess)
+    rng = np.random.default_rng(0)  # the ops are deterministic; a fixed generator keeps them so
+    out = [np.asarray(op(np.asarray(r["image"], dtype=np.uint8), rng), dtype=np.uint8) for r in records]
+    shapes = {image.shape for image in out}
     if len(shapes) != 1:
-        raise ValueError(f"load_arrays needs equally sized images; got shapes {sorted(shapes)[:5]}")
-    return (
-        np.stack([np.asarray(r["image"], dtype=np.uint8) for r in records]),
-        np.asarray([r["label"] for r in records], dtype=np.int32),
-    )
+        raise ValueError(
+            f"evaluation needs equally sized images; got shapes {sorted(shapes)[:5]}. Set data.eval_preprocess, "
+            "e.g. 'resize_shorter(256)|center_crop(224)'"
+        )
+    return np.stack(out), np.asarray([r["label"] for r in records], dtype=np.int32)

@@ -333,9 +333,10 @@ def load_eval_data(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     """Training split (the kNN bank / probe training set) and held-out split, as arrays."""
     out = {}
     for prefix, split in (("train", config.data.train_split), ("test", config.data.eval_split)):
-        images, labels = data.load_arrays(data.get_source(config.data.name, split, **source_options(config)))
-        if config.data.max_eval_examples:
-            images, labels = images[: config.data.max_eval_examples], labels[: config.data.max_eval_examples]
+        source = data.get_source(config.data.name, split, **source_options(config))
+        images, labels = data.load_arrays(
+            source, limit=config.data.max_eval_examples, preprocess=config.data.eval_preprocess
+        )
         out[f"{prefix}_images"], out[f"{prefix}_labels"] = images, labels
     return out
 

@@ -22,6 +22,7 @@ OPS = {
     "random_resized_crop": (A.random_resized_crop(12), (12, 12)),
     "random_resized_crop_hw": (A.random_resized_crop((10, 14), scale=(0.3, 1.0)), (10, 14)),
     "resize": (A.resize(9), (9, 9)),
+    "resize_shorter": (A.resize_shorter(10), (10, 12)),
     "center_crop": (A.center_crop((6, 8)), (6, 8)),
     "hflip": (A.hflip(), None),
     "color_jitter": (A.color_jitter(p=1.0), None),

@@ -192,3 +192,22 @@ def test_load_arrays() -> None:
     images2, labels2 = data.load_arrays(Plain())
     np.testing.assert_array_equal(images2, images)
     np.testing.assert_array_equal(labels2, labels)
+
+    first, first_labels = data.load_arrays(Plain(), limit=3)
+    np.testing.assert_array_equal(first, images[:3])
+    np.testing.assert_array_equal(first_labels, labels[:3])
+
+
+def test_load_arrays_preprocesses_images_of_varying_size() -> None:
+    class Varying:  # ImageNet-like: every image has its own size
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int):
+            return {"image": np.full((10 + i, 14 - i, 3), i, np.uint8), "label": np.int32(i)}
+
+    with pytest.raises(ValueError, match="Set data.eval_preprocess"):
+        data.load_arrays(Varying())
+    images, labels = data.load_arrays(Varying(), preprocess="resize_shorter(8)|center_crop(8)")
+    assert images.shape == (4, 8, 8, 3) and labels.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(images[2], 2)
