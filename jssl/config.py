@@ -106,3 +106,43 @@ def make_smoke(c: ml_collections.ConfigDict) -> None:
     c.checkpoint.every_steps = 3
     c.optimizer.warmup_steps = 2
     c.progress_bar = False
+
+
+# ImageNet-1k (ILSVRC 2012) as prepared by `tfds build imagenet2012 --file_format=array_record`.
+IMAGENET_TRAIN_IMAGES = 1_281_167
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def steps_for_epochs(epochs: float, global_batch_size: int) -> int:
+    """Optimizer steps for `epochs` passes over ImageNet's training set at this batch size."""
+    return max(1, round(epochs * IMAGENET_TRAIN_IMAGES / global_batch_size))
+
+
+def imagenet(c: ml_collections.ConfigDict) -> None:
+    """Sets the data, model and evaluation fields every ImageNet ResNet-50 recipe shares.
+
+    The papers' recipes then set batch, optimizer, schedule, augmentations and method fields.
+    Evaluation reads the first `data.max_eval_examples` images of each split (kNN on all of
+    ImageNet needs a feature bank in memory; the offline linear probe of the papers is a run of
+    its own).
+    """
+    c.data.name = "tfds"
+    c.data.tfds_name = "imagenet2012"
+    c.data.data_dir = "~/tensorflow_datasets"
+    c.data.train_split = "train"
+    c.data.eval_split = "validation"
+    c.data.num_classes = 1000
+    c.data.mean = IMAGENET_MEAN
+    c.data.std = IMAGENET_STD
+    c.data.num_workers = 16
+    c.data.eval_preprocess = "resize_shorter(256)|center_crop(224)"
+    c.data.max_eval_examples = 10_000
+    c.model.name = "resnet50"
+    c.model.dtype = "bfloat16"
+    c.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=False, stem_stride=1))
+    c.eval.baselines = False
+    c.eval.batch_size = 1000
+    c.log_every_steps = 100
+    c.checkpoint.every_steps = 2000
+    c.progress_bar = True

@@ -1,0 +1,76 @@
+"""Every registered method, its configs, and the shrinking that makes its step compile in seconds."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from jssl import data, methods
+from tests.train.helpers import REPO, load_config
+
+METHOD_NAMES = sorted(methods.METHODS)
+TINY_DIM = 16
+TINY_QUEUE = 32  # a multiple of every test batch (8, 16, 32)
+
+
+def config_path(name: str, kind: str = "mnist") -> str:
+    return os.path.join(REPO, "configs", f"{name}_{kind}.py")
+
+
+def tiny_overrides(config) -> dict[str, Any]:
+    """Field -> value that shrink any method's config to a seconds-long compile.
+
+    Widths are found by name (`*_dim`, prototype counts) and queues by `queue` in the name, so a
+    new method's fields are shrunk without listing them here.
+    """
+    out: dict[str, Any] = {
+        "model.name": "resnet_mini",
+        "model.kwargs.width_multiplier": 0.25,
+        "eval.baselines": False,
+        "eval.every_steps": 0,
+    }
+    for key, value in config.method.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        if key.endswith("_dim") or key in ("num_prototypes",):
+            out[f"method.{key}"] = TINY_DIM
+        elif "queue" in key and key.endswith(("size", "length")) and value > 0:
+            out[f"method.{key}"] = TINY_QUEUE
+    return out
+
+
+def apply(config, overrides: dict[str, Any]):
+    for key, value in overrides.items():
+        target = config
+        *path, last = key.split(".")
+        for p in path:
+            target = target[p]
+        target[last] = value
+    return config
+
+
+def tiny_config(name: str, **overrides):
+    """The method's smoke config, shrunk, batch 16, plus `overrides` ('a.b': value)."""
+    config = load_config("smoke", name=f"{name}_mnist")
+    apply(config, tiny_overrides(config))
+    config.global_batch_size = 16
+    return apply(config, overrides)
+
+
+def as_cli(overrides: dict[str, Any]) -> list[str]:
+    return [f"--config.{k}={v}" for k, v in overrides.items()]
+
+
+def view_batch(augmentations: list[str], global_batch: int, *, seed: int = 0, size: int = 28) -> dict[str, np.ndarray]:
+    """A batch of the method's views (sizes from its augmentation strings) made from random images."""
+    rng = np.random.default_rng(seed)
+    transform = data.MultiViewTransform(augmentations)
+    records = [
+        transform.random_map(
+            {"image": rng.integers(0, 256, (size, size, 1), dtype=np.uint8), "label": rng.integers(0, 10)}, rng
+        )
+        for _ in range(global_batch)
+    ]
+    return {k: np.stack([r[k] for r in records]) for k in records[0]}
