@@ -1,0 +1,143 @@
+"""Every method's CPU recipe, run for real, in one table: `python -m benchmarks.methods_table`.
+
+Runs `jssl train --config configs/<method>_mnist.py` for each method (one at a time, so timings
+are of a quiet machine), then prints the README results table from each run's `results.json`
+and `metrics.jsonl`: held-out kNN, linear probe and online probe of the SSL encoder beside the
+random-init and raw-pixel baselines, wall time (everything: start-up, compile, evals) and the
+median step time. `--total-steps 150` reruns the short-budget check. Finished runs are reused
+(`--rerun` forces them), so an interrupted table continues where it stopped.
+
+  python -m benchmarks.methods_table                          # all methods, README recipes
+  python -m benchmarks.methods_table --methods byol dino      # some
+  python -m benchmarks.methods_table --total-steps 150        # the short-budget check
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def recipes() -> list[str]:
+    """Method names with a CPU recipe `configs/<method>_mnist.py`, SimCLR (the default run) first."""
+    names = sorted(os.path.basename(p)[: -len("_mnist.py")] for p in glob.glob(os.path.join(REPO, "configs", "*_mnist.py")))
+    return sorted(names, key=lambda n: (n != "simclr", n))
+
+
+def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool) -> dict:
+    """Trains one recipe (unless `workdir` already holds a finished run) and returns its row."""
+    results_path = os.path.join(workdir, "results.json")
+    timing_path = os.path.join(workdir, "wall_time.json")
+    if rerun or not (os.path.exists(results_path) and os.path.exists(timing_path)):
+        if os.path.exists(workdir):
+            subprocess.run(["rm", "-rf", workdir], check=True)
+        command = [
+            sys.executable, "-m", "jssl.cli", "train",
+            f"--config={os.path.join(REPO, 'configs', f'{method}_mnist.py')}",
+            f"--workdir={workdir}", "--config.progress_bar=false",
+        ]
+        if total_steps:
+            command.append(f"--config.total_steps={total_steps}")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)}
+        print(f"[{method}] {' '.join(command[2:])}", flush=True)
+        start = time.perf_counter()
+        proc = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"[{method}] failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        with open(timing_path, "w") as f:
+            json.dump({"wall_s": wall, "command": command[2:]}, f)
+    results = json.load(open(results_path))
+    wall = json.load(open(timing_path))["wall_s"]
+    step_times = []
+    collapse = []
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            if record.get("steps_per_second"):
+                step_times.append(1.0 / record["steps_per_second"])
+            if "method/embedding_spread" in record:
+                collapse.append(record["method/embedding_spread"])
+    config = json.load(open(os.path.join(workdir, "config.json")))
+    return {
+        "method": method,
+        "steps": results["step"],
+        "batch": config["global_batch_size"],
+        "views": sum(c[0] for c in config["data"]["crops"]) or 2,
+        "ssl": results["ssl"],
+        "random_init": results.get("random_init", {}),
+        "raw_pixels": results.get("raw_pixels", {}),
+        "wall_s": wall,
+        # The median of the logged intervals: eval steps and the first (compiling) interval are outliers.
+        "step_s": statistics.median(step_times[1:] or step_times),
+        "final_embedding_spread": collapse[-1] if collapse else None,
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    def pct(x):
+        return f"{x:.3f}" if isinstance(x, float) else "-"
+
+    lines = [
+        "| method | steps x batch (views) | kNN | linear probe | online probe | random-init kNN / probe "
+        "| raw-pixel kNN / probe | wall | step |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ssl, rnd, raw = r["ssl"], r["random_init"], r["raw_pixels"]
+        minutes, seconds = divmod(round(r["wall_s"]), 60)
+        lines.append(
+            f"| {r['method']} | {r['steps']} x {r['batch']} ({r['views']}) | **{pct(ssl.get('knn'))}** "
+            f"| **{pct(ssl.get('linear_probe'))}** | {pct(ssl.get('online_probe'))} "
+            f"| {pct(rnd.get('knn'))} / {pct(rnd.get('linear_probe'))} | {pct(raw.get('knn'))} / {pct(raw.get('linear_probe'))} "
+            f"| {minutes} min {seconds:02d} s | {r['step_s']:.2f} s |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="*", default=None, help="method names (default: every *_mnist.py)")
+    parser.add_argument("--total-steps", type=int, default=None, help="override total_steps (e.g. 150)")
+    parser.add_argument("--root", default=os.path.join(REPO, "runs", "methods_table"))
+    parser.add_argument("--rerun", action="store_true", help="retrain even where a finished run exists")
+    parser.add_argument("--out", default=None, help="JSON file for the rows (default: benchmarks/results/)")
+    args = parser.parse_args()
+
+    names = args.methods or recipes()
+    unknown = sorted(set(names) - set(recipes()))
+    if unknown:
+        raise SystemExit(f"no configs/<method>_mnist.py for {unknown}; known: {recipes()}")
+    tag = f"{args.total_steps}steps" if args.total_steps else "recipe"
+    rows = [run_one(n, os.path.join(args.root, tag, n), args.total_steps, args.rerun) for n in names]
+    table = markdown(rows)
+    print(table)
+    out = args.out or os.path.join(REPO, "benchmarks", "results", f"methods_table_{tag}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(
+            {
+                "date": datetime.date.today().isoformat(),
+                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+                "rows": rows,
+                "table": table,
+            },
+            f,
+            indent=2,
+        )
+    print(f"rows: {out}")
+
+
+if __name__ == "__main__":
+    main()
