@@ -16,11 +16,23 @@ from benchmarks.suites import SIMCLR_AUGMENT, StepEntry
 
 
 def entry_config(entry: StepEntry, channels: int = 3):
-    """The jssl config for an entry: the base config with the entry's fields set."""
+    """The jssl config for an entry: the base config (or the entry's recipe) with the entry's fields set."""
     from jssl.config import base_config
 
-    c = base_config()
-    c.method.name = entry.method
+    if entry.recipe:
+        import importlib.util
+        import os
+
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", f"{entry.recipe}.py")
+        spec = importlib.util.spec_from_file_location(entry.recipe, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        c = module.get_config()
+        if c.method.name != entry.method:
+            raise ValueError(f"entry {entry.name}: recipe {entry.recipe} trains {c.method.name}, not {entry.method}")
+    else:
+        c = base_config()
+        c.method.name = entry.method
     c.model.name = entry.model
     c.model.dtype = entry.precision
     c.model.kwargs.small_image_stem = entry.small_image_stem
@@ -32,12 +44,31 @@ def entry_config(entry: StepEntry, channels: int = 3):
     return c
 
 
-def synthetic_batch(entry: StepEntry, num_views: int, channels: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+def view_shapes(entry: StepEntry, augmentations: list[str], channels: int = 3) -> list[tuple[int, ...]]:
+    """Each view's image shape: the recipe's crop sizes (multi-crop), else the entry's resolution."""
+    if not entry.recipe:
+        return [(entry.resolution, entry.resolution, channels)] * len(augmentations)
+    from jssl import data
+
+    image = np.zeros((entry.resolution, entry.resolution, channels), np.uint8)
+    views = data.MultiViewTransform(augmentations).random_map({"image": image, "label": 0}, np.random.default_rng(0))
+    return [views[f"view_{v}"].shape for v in range(len(augmentations))]
+
+
+def synthetic_batch(entry: StepEntry, augmentations: list[str], channels: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    shape = (entry.batch, entry.resolution, entry.resolution, channels)
-    batch = {f"view_{v}": rng.integers(0, 256, shape, dtype=np.uint8) for v in range(num_views)}
+    shapes = view_shapes(entry, augmentations, channels)
+    batch = {f"view_{v}": rng.integers(0, 256, (entry.batch, *shape), dtype=np.uint8) for v, shape in enumerate(shapes)}
     batch["label"] = rng.integers(0, 10, (entry.batch,), dtype=np.int32)
     return batch
+
+
+def _analytic(entry: StepEntry, config, image_shape) -> dict[str, Any]:
+    """Analytic FLOPs where the model covers the step (two same-size views through encoder and
+    heads); recipes with teachers or multi-crop are counted by XLA alone."""
+    if entry.recipe:
+        return {k: float("nan") for k in ("train_flops", "train_flops_valid", "backbone_forward_flops_per_image")}
+    return flops.analytic_step_flops(config, image_shape)
 
 
 def _mesh(entry: StepEntry):
@@ -60,9 +91,9 @@ def count_flops(entry: StepEntry) -> dict[str, Any]:
     config = entry_config(entry)
     image_shape = (entry.resolution, entry.resolution, 3)
     exp = build_experiment(config, image_shape=image_shape, mesh=_mesh(entry))
-    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in synthetic_batch(entry, exp.num_views).items()}
+    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in synthetic_batch(entry, exp.view_augmentations).items()}
     lowered = exp.train_step.lower(exp.abstract_state, abstract)
-    analytic = flops.analytic_step_flops(config, image_shape)
+    analytic = _analytic(entry, config, image_shape)
     xla = flops.xla_flops(lowered)
     images = entry.batch * exp.num_views
     return {
@@ -89,7 +120,7 @@ def run_step(entry: StepEntry, peak_override: float | None = None) -> dict[str, 
     num_devices = mesh.size
     exp = build_experiment(config, image_shape=image_shape, mesh=mesh)
     state = exp.init_state()
-    host = synthetic_batch(entry, exp.num_views)
+    host = synthetic_batch(entry, exp.view_augmentations)
     batch = sharding.host_batch_to_global(host, mesh)
     jax.block_until_ready((state, batch))
 
@@ -98,7 +129,7 @@ def run_step(entry: StepEntry, peak_override: float | None = None) -> dict[str, 
     # meshes; multiplied back up it is comparable to the analytic whole-step count.
     xla_per_device = flops.xla_flops(compiled)
     xla_total = xla_per_device * num_devices if xla_per_device else None
-    analytic = flops.analytic_step_flops(config, image_shape)
+    analytic = _analytic(entry, config, image_shape)
 
     holder = {"state": state}
 

@@ -31,6 +31,10 @@ class StepEntry:
     e2e_workers: int = 0
     xla_flags: str = ""
     threads: int = 0  # 0: all cores; else pin the worker to this many cores
+    # A config in configs/ (e.g. 'byol_imagenet') to start from: its method, heads, crops and
+    # schedules; the entry's model, batch, precision and mesh override it, and the views take
+    # the recipe's crop sizes (resolution is then only the source image size).
+    recipe: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -176,7 +180,23 @@ def _gpu() -> Suite:
     )
 
 
-SUITES = {"cpu-smoke": _cpu_smoke, "cpu-full": _cpu_full, "gpu": _gpu}
+# Every method's ImageNet recipe (its heads, teachers, queues and crops) at ResNet-50, 224 px, bf16.
+RECIPE_METHODS = ("simclr", "moco_v2", "moco_v3", "byol", "simsiam", "vicreg", "barlow_twins", "swav", "dino")
+
+
+def _gpu_methods() -> Suite:
+    return Suite(
+        name="gpu-methods",
+        description="One GPU: each method's ImageNet recipe step, ResNet-50 at 224 px (multi-crop as configured), bf16",
+        steps=[
+            StepEntry(name=f"{m}-r50-224px-b128-bf16", method=m, recipe=f"{m}_imagenet", model="resnet50",
+                      resolution=256, batch=128, precision="bfloat16", steps=20, warmup=3)
+            for m in RECIPE_METHODS
+        ],
+    )
+
+
+SUITES = {"cpu-smoke": _cpu_smoke, "cpu-full": _cpu_full, "gpu": _gpu, "gpu-methods": _gpu_methods}
 
 
 def get_suite(name: str) -> Suite:
