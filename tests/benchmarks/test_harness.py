@@ -64,7 +64,7 @@ def test_analytic_matches_xla_on_a_small_resnet():
     config = entry_config(entry)
     mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
     exp = build_experiment(config, image_shape=(16, 16, 3), mesh=mesh)
-    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in synthetic_batch(entry, 2).items()}
+    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in synthetic_batch(entry, exp.view_augmentations).items()}
     xla = flops.xla_flops(exp.train_step.lower(exp.abstract_state, abstract))
     analytic = flops.analytic_step_flops(config, (16, 16, 3))["train_flops_valid"]
     assert xla == pytest.approx(analytic, rel=0.10)
