@@ -2,7 +2,9 @@
 
 Encoder -> expander (3 linear layers, BatchNorm + ReLU between them, as in the paper's
 8192-8192-8192 expander) on each view separately, then `losses.vicreg`:
-`lambda * invariance + mu * variance + nu * covariance` with lambda = mu = 25, nu = 1.
+`lambda * invariance + mu * variance + nu * covariance` with lambda = mu = 25, nu = 1
+(scaled as the reference code, which the 25/25/1 were tuned for: the two views' variance
+terms are averaged, their covariance terms summed).
 
 The variance and covariance terms are statistics of each view's embedding over the batch
 (never of the two views concatenated), and each view goes through the networks in its own

@@ -58,7 +58,11 @@ def off_diagonal(m):
 
 
 def vicreg_numpy(z1, z2, lam, mu, nu):
-    """VICReg, Bardes et al. 2022, Eq. (1)-(6): s(Z, Z') = lam*inv + mu*(v(Z)+v(Z'))/2... as Algorithm 1."""
+    """VICReg, Bardes et al. 2022, Eq. (1)-(6), scaled as the reference code (the 25/25/1 it tunes).
+
+    The variance terms of the two views are averaged (main_vicreg.py's `/ 2`), the covariance
+    terms summed; variances and covariances are unbiased, per view, over the batch.
+    """
     n, d = z1.shape
     invariance = np.mean((z1 - z2) ** 2)
 
@@ -69,7 +73,6 @@ def vicreg_numpy(z1, z2, lam, mu, nu):
         return np.mean(np.maximum(0.0, 1.0 - std)), np.sum(off_diagonal(cov) ** 2) / d
 
     (v1, c1), (v2, c2) = var_cov(z1), var_cov(z2)
-    # Algorithm 1: std_loss = mean(relu(1 - std_x)) / 2 + mean(relu(1 - std_y)) / 2, cov_loss summed.
     variance, covariance = (v1 + v2) / 2, c1 + c2
     terms = dict(invariance=invariance, variance=variance, covariance=covariance)
     return lam * invariance + mu * variance + nu * covariance, terms
