@@ -5,6 +5,10 @@ crops of scale 0.3, 300 steps of batch 256, LARS) with the Barlow Twins loss (la
 as in the paper) on a 3-layer projector of modest width (1024: the paper's 8192 costs CPU
 time for nothing on 28 px digits). Needs no download.
 
+Measured (2-core CPU shared with 3 other jobs, so wall times are 2-4x a quiet machine's), held-out:
+  300 steps: kNN 0.856, linear probe 0.938 (raw pixels 0.884), online probe 0.823; 8.8 min.
+  150 steps (--config.total_steps=150): kNN 0.810, linear probe 0.908, online probe 0.733.
+
 Launch:
   jssl train --config configs/barlow_twins_mnist.py --workdir runs/barlow_twins_mnist
   jssl train --config configs/barlow_twins_mnist.py --workdir runs/b150 --config.total_steps=150

@@ -5,6 +5,10 @@ crops of scale 0.3, 300 steps of batch 256, LARS) with VICReg's loss (coefficien
 as in the paper) on a 3-layer expander of modest width (1024: the paper's 8192 costs CPU
 time for nothing on 28 px digits). Needs no download.
 
+Measured (2-core CPU shared with 3 other jobs, so wall times are 2-4x a quiet machine's), held-out:
+  300 steps: kNN 0.834, linear probe 0.928 (raw pixels 0.884), online probe 0.803; 8.5 min.
+  150 steps (--config.total_steps=150): kNN 0.798, linear probe 0.900, online probe 0.643.
+
 Launch:
   jssl train --config configs/vicreg_mnist.py --workdir runs/vicreg_mnist
   jssl train --config configs/vicreg_mnist.py --workdir runs/v150 --config.total_steps=150
