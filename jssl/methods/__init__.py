@@ -9,11 +9,15 @@ from __future__ import annotations
 import ml_collections
 from flax import nnx
 
+from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
 from jssl.methods.simclr import SimCLR
+from jssl.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
+    "vicreg": VICReg,
+    "barlow_twins": BarlowTwins,
 }
 
 
@@ -29,4 +33,4 @@ def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, 
     return cls(config, in_channels=in_channels, dtype=dtype, rngs=rngs)
 
 
-__all__ = ["METHODS", "Method", "MethodOutput", "SimCLR", "build_method", "get_method_class"]
+__all__ = ["METHODS", "BarlowTwins", "Method", "MethodOutput", "SimCLR", "VICReg", "build_method", "get_method_class"]

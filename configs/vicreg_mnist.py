@@ -1,0 +1,66 @@
+"""VICReg with a small ResNet on the embedded 5,000-image MNIST subset (CPU recipe).
+
+The SimCLR MNIST recipe (configs/simclr_mnist.py: resnet_mini width 2 with a stride-2 stem,
+crops of scale 0.3, 300 steps of batch 256, LARS) with VICReg's loss (coefficients 25/25/1,
+as in the paper) on a 3-layer expander of modest width (1024: the paper's 8192 costs CPU
+time for nothing on 28 px digits). Needs no download.
+
+Measured (2-core CPU shared with 3 other jobs, so wall times are 2-4x a quiet machine's), held-out:
+  300 steps: kNN 0.834, linear probe 0.928 (raw pixels 0.884), online probe 0.803; 8.5 min.
+  150 steps (--config.total_steps=150): kNN 0.798, linear probe 0.900, online probe 0.643.
+
+Launch:
+  jssl train --config configs/vicreg_mnist.py --workdir runs/vicreg_mnist
+  jssl train --config configs/vicreg_mnist.py --workdir runs/v150 --config.total_steps=150
+  jssl train --config configs/vicreg_mnist.py:smoke --workdir /tmp/smoke     # seconds, CPU
+
+Variants (after the colon): `smoke` (a few steps, tiny batch, for tests and CI).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jssl import config as common
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    config.total_steps = 300
+    config.global_batch_size = 256
+
+    config.data.name = "mnist"
+    config.data.mean = (0.1307,)
+    config.data.std = (0.3081,)
+    config.data.augment = (
+        "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+    )
+
+    config.model.name = "resnet_mini"
+    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
+
+    config.method = ml_collections.ConfigDict()
+    config.method.name = "vicreg"
+    # Expander: Linear-BN-ReLU-Linear-BN-ReLU-Linear (the paper: 8192-8192-8192).
+    config.method.projection_hidden_dim = 1024
+    config.method.projection_dim = 1024
+    config.method.projection_layers = 3
+    config.method.invariance_weight = 25.0  # lambda
+    config.method.variance_weight = 25.0  # mu
+    config.method.covariance_weight = 1.0  # nu
+
+    config.optimizer.name = "lars"
+    config.optimizer.base_learning_rate = 0.5  # x global_batch/256
+    config.optimizer.weight_decay = 1e-6
+    config.optimizer.warmup_steps = 20
+
+    config.eval.every_steps = 100
+    config.probe.learning_rate = 1e-2
+    config.checkpoint.every_steps = 50
+    config.log_every_steps = 10
+
+    if variant == "smoke":
+        common.make_smoke(config)
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} of vicreg_mnist; known: 'smoke'")
+    return config
