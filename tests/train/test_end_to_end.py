@@ -15,6 +15,7 @@ import pytest
 
 from jssl.train import NonFiniteLossError, train
 from jssl.train.trainer import prepare_workdir
+from tests.conftest import FAST_COMPILE
 from tests.train.helpers import REPO, tiny_config
 
 CONFIG = os.path.join(REPO, "configs", "simclr_mnist.py")
@@ -26,7 +27,7 @@ TINY = [
     "--config.eval.baselines=false",
     "--config.log_every_steps=1",
 ]
-ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": REPO}
+ENV = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {FAST_COMPILE}", "PYTHONPATH": REPO}
 
 
 def _jssl(*args: str, **kwargs) -> subprocess.Popen:

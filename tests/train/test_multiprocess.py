@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from tests.conftest import FAST_COMPILE
 from tests.train.helpers import REPO
 
 
@@ -15,7 +16,7 @@ from tests.train.helpers import REPO
 def test_two_processes_train_checkpoint_and_agree(tmp_path):
     workdir = tmp_path / "mp"
     env = {**os.environ, "NUM_PROCESSES": "2", "DEVICES_PER_PROCESS": "2", "PYTHONPATH": REPO}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = FAST_COMPILE  # the launcher adds the per-process device count
     result = subprocess.run(
         [
             os.path.join(REPO, "launch", "multiprocess.sh"),
