@@ -10,10 +10,14 @@ import ml_collections
 from flax import nnx
 
 from jssl.methods.base import Method, MethodOutput
+from jssl.methods.moco_v2 import MoCoV2
+from jssl.methods.moco_v3 import MoCoV3
 from jssl.methods.simclr import SimCLR
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
+    "moco_v2": MoCoV2,
+    "moco_v3": MoCoV3,
 }
 
 
@@ -29,4 +33,4 @@ def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, 
     return cls(config, in_channels=in_channels, dtype=dtype, rngs=rngs)
 
 
-__all__ = ["METHODS", "Method", "MethodOutput", "SimCLR", "build_method", "get_method_class"]
+__all__ = ["METHODS", "Method", "MethodOutput", "MoCoV2", "MoCoV3", "SimCLR", "build_method", "get_method_class"]

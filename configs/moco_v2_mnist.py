@@ -1,0 +1,65 @@
+"""MoCo v2 with a small ResNet on the embedded 5,000-image MNIST subset (CPU recipe).
+
+The data, model and augmentations are those of `simclr_mnist.py` (4,000 train / 1,000 held
+out, resnet_mini x2 with stride-2 stem, crops of scale 0.3-1 plus brightness/contrast jitter,
+no flips). The MoCo v2 parts are shrunk for a few hundred steps on 4,000 images: a queue of
+QUEUE keys (MoCo's 65,536 would hold mostly keys from a far older encoder here) and a key
+momentum lower than MoCo's 0.999 (whose horizon of ~1,000 steps exceeds the whole run).
+See the tuning notes next to each field.
+
+Launch:
+  jssl train --config configs/moco_v2_mnist.py --workdir runs/moco_v2_mnist
+  jssl train --config configs/moco_v2_mnist.py --workdir runs/x --config.total_steps=150
+  jssl train --config configs/moco_v2_mnist.py:smoke --workdir /tmp/smoke     # seconds, CPU
+
+Variants (after the colon): `smoke` (a few steps, tiny batch and queue, for tests and CI).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jssl import config as common
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    config.total_steps = 300
+    config.global_batch_size = 256
+
+    config.data.name = "mnist"
+    config.data.mean = (0.1307,)
+    config.data.std = (0.3081,)
+    config.data.augment = (
+        "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+    )
+
+    config.model.name = "resnet_mini"
+    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
+
+    config.method.name = "moco_v2"
+    config.method.temperature = 0.2
+    config.method.queue_size = 2048  # a multiple of the keys pushed per step
+    config.method.momentum_base = 0.99
+    config.method.momentum_final = 0.99  # equal: a constant momentum, as in MoCo v2
+    config.method.projection_hidden_dim = 256
+    config.method.projection_dim = 64
+    config.method.projection_batch_norm = False
+    config.method.symmetric = False
+
+    config.optimizer.name = "lars"
+    config.optimizer.base_learning_rate = 1.0  # x global_batch/256
+    config.optimizer.weight_decay = 1e-6
+    config.optimizer.warmup_steps = 20
+
+    config.eval.every_steps = 100
+    config.probe.learning_rate = 1e-2
+    config.checkpoint.every_steps = 50
+    config.log_every_steps = 10
+
+    if variant == "smoke":
+        common.make_smoke(config)
+        config.method.queue_size = 128  # 4 batches of the smoke run's 32
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} of moco_v2_mnist; known: 'smoke'")
+    return config
