@@ -29,6 +29,7 @@ def tiny(name: str, **overrides):
     config.method.projection_dim = 16
     if name == "moco_v2_mnist":
         config.method.queue_size = 4 * BATCH
+        config.method.symmetric = False
     else:
         config.method.predictor_hidden_dim = 32
     for key, value in overrides.items():
@@ -56,30 +57,41 @@ def np_cross_entropy(logits, labels):
     return -np.mean(logp[np.arange(len(labels)), labels])
 
 
-def test_moco_v2_loss_is_queue_info_nce_and_pushes_keys():
-    config = tiny("moco_v2_mnist")
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_moco_v2_loss_is_queue_info_nce_and_pushes_keys(symmetric):
+    # The paper's form (asymmetric, Linear-ReLU-Linear head) and the MNIST recipe's (symmetric, BN head).
+    overrides = {"method.symmetric": symmetric, "method.projection_batch_norm": symmetric, "method.queue_size": 6 * BATCH}
+    config = tiny("moco_v2_mnist", **overrides)
     method = MoCoV2(config, in_channels=1, dtype=jnp.float32, rngs=nnx.Rngs(0))
     # Non-trivial pointer: the write must start there.
     method.queue_ptr.set_value(jnp.asarray(BATCH, jnp.int32))
     x = views()
     reference = nnx.clone(method)
-    q = np_normalize(reference.projector(reference.encoder(x[0])))
-    k = np_normalize(reference.key_projector(reference.key_encoder(x[1])))
+    q = [np_normalize(reference.projector(reference.encoder(v))) for v in x]
+    k = [np_normalize(reference.key_projector(reference.key_encoder(v))) for v in x]
     queue = np.asarray(reference.queue.get_value(), np.float64)
     t = config.method.temperature
-    logits = np.concatenate([np.sum(q * k, axis=1, keepdims=True), q @ queue.T], axis=1) / t
-    expected = np_cross_entropy(logits, np.zeros(BATCH, int))
+
+    def queue_info_nce(q, k):
+        logits = np.concatenate([np.sum(q * k, axis=1, keepdims=True), q @ queue.T], axis=1) / t
+        return np_cross_entropy(logits, np.zeros(BATCH, int)), np.mean(logits.argmax(1) == 0)
+
+    (expected, accuracy), (expected2, accuracy2) = queue_info_nce(q[0], k[1]), queue_info_nce(q[1], k[0])
+    pushed = k[1]
+    if symmetric:
+        expected, accuracy = (expected + expected2) / 2, (accuracy + accuracy2) / 2
+        pushed = np.concatenate([k[1], k[0]])
 
     out = method(x, step=jnp.asarray(0))
     np.testing.assert_allclose(float(out.loss), expected, rtol=1e-5)
-    accuracy = np.mean(logits.argmax(1) == 0)
     np.testing.assert_allclose(float(out.metrics["contrastive_accuracy"]), accuracy, atol=1e-6)
     assert {"momentum", "embedding_spread", "embedding_std"} <= set(out.metrics)
     new_queue = np.asarray(method.queue.get_value())
-    np.testing.assert_allclose(new_queue[BATCH : 2 * BATCH], k, atol=1e-5)
+    end = BATCH + len(pushed)
+    np.testing.assert_allclose(new_queue[BATCH:end], pushed, atol=1e-5)
     np.testing.assert_array_equal(new_queue[:BATCH], queue[:BATCH].astype(np.float32))
-    np.testing.assert_array_equal(new_queue[2 * BATCH :], queue[2 * BATCH :].astype(np.float32))
-    assert int(method.queue_ptr.get_value()) == 2 * BATCH
+    np.testing.assert_array_equal(new_queue[end:], queue[end:].astype(np.float32))
+    assert int(method.queue_ptr.get_value()) == end
 
 
 def test_moco_v3_loss_is_symmetric_in_batch_info_nce_times_2t():
