@@ -3,7 +3,8 @@
 The data, model and augmentations are those of `simclr_mnist.py` (4,000 train / 1,000 held
 out, resnet_mini x2 with stride-2 stem, crops of scale 0.3-1 plus brightness/contrast jitter,
 no flips; MoCo v3's asymmetric blur/solarization are left out, as blur hurt SimCLR here).
-Heads are narrowed to the small network (the paper's 4096/256 become 256/64).
+Heads are narrowed to the small network (the paper's 4096/256 become 256/64); the momentum
+starts at 0.9 instead of 0.99 for a run of a few hundred steps.
 See the tuning notes next to each field.
 
 Launch:
@@ -38,7 +39,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
 
     config.method.name = "moco_v3"
     config.method.temperature = 0.2
-    config.method.momentum_base = 0.99
+    # Cosine increase to 1 as in the paper, from a lower start than its 0.99 (whose ~100-step
+    # horizon is most of this run). Measured at 150 steps (kNN / linear probe): base 0.99
+    # 0.717 / 0.807; base 0.9 0.747 / 0.849.
+    config.method.momentum_base = 0.9
     config.method.momentum_final = 1.0
     config.method.projection_layers = 3
     config.method.projection_hidden_dim = 256
