@@ -9,6 +9,10 @@ The loss is symmetrized over the two views and the projector has BatchNorm (both
 MoCo v2 as published; `--config.method.symmetric=false --config.method.projection_batch_norm=false`
 gives the paper's form). See the tuning notes next to each field.
 
+Measured (2-core CPU shared with other jobs, 2026-11-25): 300 steps: held-out kNN 0.835, linear
+probe 0.889 (raw pixels 0.884), online probe 0.736, 11 min wall under contention; 150 steps:
+kNN 0.793, linear probe 0.845.
+
 Launch:
   jssl train --config configs/moco_v2_mnist.py --workdir runs/moco_v2_mnist
   jssl train --config configs/moco_v2_mnist.py --workdir runs/x --config.total_steps=150
