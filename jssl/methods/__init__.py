@@ -11,11 +11,15 @@ from flax import nnx
 
 from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
+from jssl.methods.moco_v2 import MoCoV2
+from jssl.methods.moco_v3 import MoCoV3
 from jssl.methods.simclr import SimCLR
 from jssl.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
+    "moco_v2": MoCoV2,
+    "moco_v3": MoCoV3,
     "vicreg": VICReg,
     "barlow_twins": BarlowTwins,
 }
@@ -33,4 +37,15 @@ def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, 
     return cls(config, in_channels=in_channels, dtype=dtype, rngs=rngs)
 
 
-__all__ = ["METHODS", "BarlowTwins", "Method", "MethodOutput", "SimCLR", "VICReg", "build_method", "get_method_class"]
+__all__ = [
+    "METHODS",
+    "BarlowTwins",
+    "Method",
+    "MethodOutput",
+    "MoCoV2",
+    "MoCoV3",
+    "SimCLR",
+    "VICReg",
+    "build_method",
+    "get_method_class",
+]
