@@ -10,10 +10,14 @@ import ml_collections
 from flax import nnx
 
 from jssl.methods.base import Method, MethodOutput
+from jssl.methods.byol import BYOL
 from jssl.methods.simclr import SimCLR
+from jssl.methods.simsiam import SimSiam
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
+    "byol": BYOL,
+    "simsiam": SimSiam,
 }
 
 
@@ -29,4 +33,4 @@ def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, 
     return cls(config, in_channels=in_channels, dtype=dtype, rngs=rngs)
 
 
-__all__ = ["METHODS", "Method", "MethodOutput", "SimCLR", "build_method", "get_method_class"]
+__all__ = ["BYOL", "METHODS", "Method", "MethodOutput", "SimCLR", "SimSiam", "build_method", "get_method_class"]

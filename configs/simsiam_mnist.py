@@ -1,0 +1,57 @@
+"""SimSiam with a small ResNet on the embedded 5,000-image MNIST subset (CPU, no download).
+
+Same data, backbone and augmentations as `simclr_mnist.py`; no target network, so a step
+costs about what SimCLR's does.
+
+Launch:
+  jssl train --config configs/simsiam_mnist.py --workdir runs/simsiam_mnist
+  jssl train --config configs/simsiam_mnist.py --workdir runs/simsiam150 --config.total_steps=150
+  jssl train --config configs/simsiam_mnist.py:smoke --workdir /tmp/simsiam_smoke  # seconds, CPU
+
+Variants (after the colon): `smoke` (a few steps, tiny batch, for tests and CI).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jssl import config as common
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    config.total_steps = 300
+    config.global_batch_size = 128
+
+    config.data.name = "mnist"
+    config.data.mean = (0.1307,)
+    config.data.std = (0.3081,)
+    # MNIST is grayscale and orientation matters (no flips); crops do the work.
+    config.data.augment = (
+        "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+    )
+
+    config.model.name = "resnet_mini"
+    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
+
+    config.method.name = "simsiam"
+    config.method.projection_hidden_dim = 256
+    config.method.projection_dim = 256
+    config.method.projection_layers = 3
+    config.method.predictor_hidden_dim = 64
+
+    config.optimizer.name = "lars"
+    config.optimizer.base_learning_rate = 1.0  # x global_batch/256
+    config.optimizer.weight_decay = 1e-6
+    config.optimizer.warmup_steps = 20
+
+    config.eval.every_steps = 100
+    config.probe.learning_rate = 1e-2
+    config.checkpoint.every_steps = 50
+    config.log_every_steps = 10
+
+    if variant == "smoke":
+        common.make_smoke(config)
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} of simsiam_mnist; known: 'smoke'")
+    return config
