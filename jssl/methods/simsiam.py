@@ -73,23 +73,26 @@ class SimSiam(Method):
 
     def __call__(self, views: Sequence[jax.Array], *, step: jax.Array, rngs: nnx.Rngs | None = None) -> MethodOutput:
         del step, rngs
-        features, z, p = [], [], []
-        for view in views[:2]:
-            f = self.encoder(view)
-            z_i = self.projector(f)
-            features.append(f)
-            z.append(z_i)
-            p.append(self.predictor(z_i))
-        # negative_cosine stops the gradient on its second argument (the z branch).
-        d12, _ = losses.negative_cosine(p[0], z[1])
-        d21, _ = losses.negative_cosine(p[1], z[0])
-        loss = 0.5 * (d12 + d21)
+        features = [self.encoder(view) for view in views[:2]]
+        z = [self.projector(f) for f in features]
+        loss, p = self.loss_from_projections(z)
         metrics = {
             "cosine_similarity": jax.lax.stop_gradient(-loss),
             **common.embedding_diagnostics(z[0]),
             **{f"prediction_{k}": v for k, v in common.embedding_diagnostics(p[0]).items()},
         }
         return MethodOutput(loss=loss, metrics=metrics, features=features[0])
+
+    def loss_from_projections(self, z: Sequence[jax.Array]) -> tuple[jax.Array, list[jax.Array]]:
+        """The symmetrized loss from the two views' projector outputs `z`, and the predictions `p`.
+
+        `negative_cosine` stops the gradient on its second argument, the z branch: the loss
+        reaches `z_i` only through `p_i = h(z_i)`.
+        """
+        p = [self.predictor(z_i) for z_i in z]
+        d12, _ = losses.negative_cosine(p[0], z[1])
+        d21, _ = losses.negative_cosine(p[1], z[0])
+        return 0.5 * (d12 + d21), p
 
     def represent(self, images: jax.Array) -> jax.Array:
         return self.encoder(images)
