@@ -1,7 +1,13 @@
 """SimSiam with a small ResNet on the embedded 5,000-image MNIST subset (CPU, no download).
 
-Same data, backbone and augmentations as `simclr_mnist.py`; no target network, so a step
-costs about what SimCLR's does.
+Same data, backbone, augmentations and batch as `simclr_mnist.py`; no target network, so a
+step costs about what SimCLR's does. The logged `embedding_spread` of z stayed ~0.97-0.98
+throughout the runs below (no collapse).
+
+Measured (300 steps, held-out 1,000 images, 2-core CPU shared with other jobs): kNN 0.802,
+linear probe 0.869 (raw pixels 0.884: NOT above it yet), online probe 0.644. Tuning (300
+steps, kNN / linear): batch 128 lr 1.0: 0.677 / 0.774; batch 128 lr 2.0: 0.736 / 0.805;
+batch 256 lr 2.0 (this recipe): 0.802 / 0.869.
 
 Launch:
   jssl train --config configs/simsiam_mnist.py --workdir runs/simsiam_mnist
@@ -21,7 +27,7 @@ from jssl import config as common
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     config.total_steps = 300
-    config.global_batch_size = 128
+    config.global_batch_size = 256
 
     config.data.name = "mnist"
     config.data.mean = (0.1307,)
@@ -41,7 +47,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.method.predictor_hidden_dim = 64
 
     config.optimizer.name = "lars"
-    config.optimizer.base_learning_rate = 1.0  # x global_batch/256
+    config.optimizer.base_learning_rate = 2.0  # x global_batch/256; 1.0 learned slower
     config.optimizer.weight_decay = 1e-6
     config.optimizer.warmup_steps = 20
 
