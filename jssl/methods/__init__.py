@@ -11,15 +11,19 @@ from flax import nnx
 
 from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
+from jssl.methods.byol import BYOL
 from jssl.methods.moco_v2 import MoCoV2
 from jssl.methods.moco_v3 import MoCoV3
 from jssl.methods.simclr import SimCLR
+from jssl.methods.simsiam import SimSiam
 from jssl.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
     "moco_v2": MoCoV2,
     "moco_v3": MoCoV3,
+    "byol": BYOL,
+    "simsiam": SimSiam,
     "vicreg": VICReg,
     "barlow_twins": BarlowTwins,
 }
@@ -39,12 +43,14 @@ def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, 
 
 __all__ = [
     "METHODS",
+    "BYOL",
     "BarlowTwins",
     "Method",
     "MethodOutput",
     "MoCoV2",
     "MoCoV3",
     "SimCLR",
+    "SimSiam",
     "VICReg",
     "build_method",
     "get_method_class",

@@ -1,0 +1,66 @@
+"""BYOL with a small ResNet on the embedded 5,000-image MNIST subset (CPU, no download).
+
+Same data, backbone, augmentations and batch as `simclr_mnist.py`. BYOL also runs the target
+network on both views, so a step costs about 1.5x SimCLR's.
+
+Measured (300 steps, held-out 1,000 images, 2-core CPU shared with other jobs): kNN 0.787,
+linear probe 0.892 (raw pixels 0.884), online probe 0.638. Tuning (300 steps, kNN / linear):
+batch 128 lr 1.0 tau 0.99: 0.672 / 0.797; lr 2.0 tau 0.97: 0.755 / 0.825; lr 4.0 tau 0.95:
+0.764 / 0.879; batch 256 lr 2.0 tau 0.95 (this recipe): 0.787 / 0.892.
+This recipe with --config.total_steps=150: kNN 0.723, linear 0.847, online probe 0.474.
+
+Launch:
+  jssl train --config configs/byol_mnist.py --workdir runs/byol_mnist
+  jssl train --config configs/byol_mnist.py --workdir runs/byol150 --config.total_steps=150
+  jssl train --config configs/byol_mnist.py:smoke --workdir /tmp/byol_smoke    # seconds, CPU
+
+Variants (after the colon): `smoke` (a few steps, tiny batch, for tests and CI).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jssl import config as common
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    config.total_steps = 300
+    config.global_batch_size = 256
+
+    config.data.name = "mnist"
+    config.data.mean = (0.1307,)
+    config.data.std = (0.3081,)
+    # MNIST is grayscale and orientation matters (no flips); crops do the work.
+    config.data.augment = (
+        "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+    )
+
+    config.model.name = "resnet_mini"
+    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
+
+    config.method.name = "byol"
+    # tau: cosine from 0.95 to 1 over the run (the paper: 0.996 over ~1000 epochs; a 300-step
+    # run needs a faster-moving target: 0.99 and 0.97 learned slower).
+    config.method.momentum_base = 0.95
+    config.method.momentum_final = 1.0
+    config.method.projection_hidden_dim = 256
+    config.method.projection_dim = 64
+    config.method.predictor_hidden_dim = 256
+
+    config.optimizer.name = "lars"
+    config.optimizer.base_learning_rate = 2.0  # x global_batch/256; 1.0 learned slower
+    config.optimizer.weight_decay = 1e-6
+    config.optimizer.warmup_steps = 20
+
+    config.eval.every_steps = 100
+    config.probe.learning_rate = 1e-2
+    config.checkpoint.every_steps = 50
+    config.log_every_steps = 10
+
+    if variant == "smoke":
+        common.make_smoke(config)
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} of byol_mnist; known: 'smoke'")
+    return config

@@ -1,0 +1,64 @@
+"""SimSiam with a small ResNet on the embedded 5,000-image MNIST subset (CPU, no download).
+
+Same data, backbone, augmentations and batch as `simclr_mnist.py`; no target network, so a
+step costs about what SimCLR's does. The logged `embedding_spread` of z stayed ~0.97-0.98
+throughout the runs below (no collapse).
+
+Measured (300 steps, held-out 1,000 images, 2-core CPU shared with other jobs): kNN 0.802,
+linear probe 0.869 (raw pixels 0.884: NOT above it yet), online probe 0.644. Tuning (300
+steps, kNN / linear): batch 128 lr 1.0: 0.677 / 0.774; batch 128 lr 2.0: 0.736 / 0.805;
+batch 256 lr 2.0 (this recipe): 0.802 / 0.869.
+This recipe with --config.total_steps=150: kNN 0.729, linear 0.836, online probe 0.449.
+
+Launch:
+  jssl train --config configs/simsiam_mnist.py --workdir runs/simsiam_mnist
+  jssl train --config configs/simsiam_mnist.py --workdir runs/simsiam150 --config.total_steps=150
+  jssl train --config configs/simsiam_mnist.py:smoke --workdir /tmp/simsiam_smoke  # seconds, CPU
+
+Variants (after the colon): `smoke` (a few steps, tiny batch, for tests and CI).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jssl import config as common
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    config.total_steps = 300
+    config.global_batch_size = 256
+
+    config.data.name = "mnist"
+    config.data.mean = (0.1307,)
+    config.data.std = (0.3081,)
+    # MNIST is grayscale and orientation matters (no flips); crops do the work.
+    config.data.augment = (
+        "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+    )
+
+    config.model.name = "resnet_mini"
+    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
+
+    config.method.name = "simsiam"
+    config.method.projection_hidden_dim = 256
+    config.method.projection_dim = 256
+    config.method.projection_layers = 3
+    config.method.predictor_hidden_dim = 64
+
+    config.optimizer.name = "lars"
+    config.optimizer.base_learning_rate = 2.0  # x global_batch/256; 1.0 learned slower
+    config.optimizer.weight_decay = 1e-6
+    config.optimizer.warmup_steps = 20
+
+    config.eval.every_steps = 100
+    config.probe.learning_rate = 1e-2
+    config.checkpoint.every_steps = 50
+    config.log_every_steps = 10
+
+    if variant == "smoke":
+        common.make_smoke(config)
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} of simsiam_mnist; known: 'smoke'")
+    return config
