@@ -13,9 +13,10 @@ deepmind-research/byol (configs/byol.py):
     colour jitter (0.4, 0.4, 0.2, 0.1; p 0.8) + grayscale (p 0.2); view 1 blur p 1.0 and no
     solarization, view 2 blur p 0.1 and solarize p 0.2 (blur sigma 0.1-2, kernel 23 px =
     10% of 224), via `data.crops`, which gives each view its own string.
-Epochs as steps for the 1,281,167 ImageNet-1k training images, as the reference code
-counts them (`epochs * num_examples // batch`): 1000 epochs = 312,785 steps, 10 epochs =
-3,127 steps. The paper's 300-epoch run instead uses lr 0.3, wd 1e-6 and tau 0.99:
+Epochs as steps for the 1,281,167 ImageNet-1k training images, rounded
+(`common.steps_for_epochs`): 1000 epochs = 312,785 steps, 10 epochs = 3,128 steps (the
+reference code's `epochs * num_examples // batch` gives 3,127). The paper's 300-epoch run
+instead uses lr 0.3, wd 1e-6 and tau 0.99:
   --config.total_steps=93835 --config.optimizer.base_learning_rate=0.3
   --config.optimizer.weight_decay=1e-6 --config.method.momentum_base=0.99
 
@@ -38,41 +39,21 @@ import ml_collections
 
 from jssl import config as common
 
-NUM_TRAIN_IMAGES = 1_281_167
 BATCH = 4096
 EPOCHS = 1000
 WARMUP_EPOCHS = 10
 
-_COMMON = (
-    "random_resized_crop(224, scale=(0.08, 1.0), ratio=(0.75, 1.3333333))"
-    "|hflip(p=0.5)"
-    "|color_jitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8)"
-    "|grayscale(p=0.2)"
-)
-VIEW_1 = _COMMON + "|gaussian_blur(p=1.0, sigma=(0.1, 2.0), kernel_frac=0.1)|solarize(p=0.0)"
-VIEW_2 = _COMMON + "|gaussian_blur(p=0.1, sigma=(0.1, 2.0), kernel_frac=0.1)|solarize(p=0.2)"
+VIEW_1 = common.byol_augment(blur_p=1.0, solarize_p=0.0, kernel_frac=0.1)
+VIEW_2 = common.byol_augment(blur_p=0.1, solarize_p=0.2, kernel_frac=0.1)
 
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
+    common.imagenet(config)
     config.global_batch_size = BATCH
-    config.total_steps = EPOCHS * NUM_TRAIN_IMAGES // BATCH  # 312,785
-
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.train_split = "train"
-    config.data.eval_split = "validation"
-    config.data.num_classes = 1000
-    config.data.mean = (0.485, 0.456, 0.406)
-    config.data.std = (0.229, 0.224, 0.225)
+    config.total_steps = common.steps_for_epochs(EPOCHS, BATCH)  # 312,785
     config.data.augment = VIEW_1  # unused while data.crops is set
     config.data.crops = ((1, VIEW_1), (1, VIEW_2))
-    config.data.num_workers = 8  # PIL augmentations at 224 px need worker processes
-    config.data.max_eval_examples = 10_000
-
-    config.model.name = "resnet50"
-    config.model.dtype = "bfloat16"
-    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=False, stem_stride=1))
 
     config.method.name = "byol"
     config.method.momentum_base = 0.996
@@ -86,13 +67,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.lr_scaling_batch = 256
     config.optimizer.weight_decay = 1.5e-6
     config.optimizer.momentum = 0.9
-    config.optimizer.warmup_steps = WARMUP_EPOCHS * NUM_TRAIN_IMAGES // BATCH  # 3,127
+    config.optimizer.warmup_steps = common.steps_for_epochs(WARMUP_EPOCHS, BATCH)  # 3,128
 
-    config.eval.every_steps = 100 * NUM_TRAIN_IMAGES // BATCH  # every 100 epochs
-    config.eval.batch_size = 512
-    config.eval.baselines = False
-    config.checkpoint.every_steps = 2000
-    config.log_every_steps = 100
+    config.eval.every_steps = common.steps_for_epochs(100, BATCH)  # every 100 epochs
 
     if variant == "smoke":
         common.make_smoke(config)

@@ -6,8 +6,10 @@ From Chen, Fan, Girshick, He, "Improved Baselines with Momentum Contrastive Lear
 
 * batch 256 (8 GPUs), SGD momentum 0.9, lr 0.03 for batch 256 (scaled linearly with the
   batch, `optimizer.lr_scaling_batch`), weight decay 1e-4, cosine schedule, no warmup;
-* 200 epochs = 200 x floor(1,281,167 / 256) = 1,000,800 steps (the reference loader drops
-  the last partial batch); the 800-epoch run (71.1%) is `--config.total_steps=4003200`;
+* 200 epochs of the 1,281,167 training images at batch 256 = 1,000,912 steps
+  (`common.steps_for_epochs`; the reference loader drops each epoch's last partial batch,
+  200 x 5,004 = 1,000,800 steps); the 800-epoch run (71.1%) is
+  `--config.total_steps=4003647`;
 * queue of 65,536 keys, key momentum 0.999 (constant), temperature 0.2, MLP head
   2048 -> ReLU -> 128 (no BatchNorm);
 * "aug+": random resized crop 224 of scale 0.2-1, color jitter (0.4, 0.4, 0.4, 0.1) with
@@ -29,38 +31,23 @@ import ml_collections
 
 from jssl import config as common
 
-IMAGENET_TRAIN_IMAGES = 1_281_167
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+AUGMENT = (
+    "random_resized_crop(224, scale=(0.2, 1.0))"
+    "|color_jitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8)"
+    "|grayscale(p=0.2)"
+    "|gaussian_blur(p=0.5, sigma=(0.1, 2.0), kernel_frac=None)"
+    "|hflip"
+)
 
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    if variant:
+        raise ValueError(f"unknown variant {variant!r} of moco_v2_imagenet; it has none (shrink by --config overrides)")
     config = common.base_config()
-    epochs = 200
+    common.imagenet(config)
     config.global_batch_size = 256
-    config.total_steps = epochs * (IMAGENET_TRAIN_IMAGES // config.global_batch_size)
-    config.log_every_steps = 100
-
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.train_split = "train"
-    config.data.eval_split = "validation"
-    config.data.num_classes = 1000
-    config.data.mean = MEAN
-    config.data.std = STD
-    config.data.augment = (
-        "random_resized_crop(224, scale=(0.2, 1.0))"
-        "|color_jitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8)"
-        "|grayscale(p=0.2)"
-        "|gaussian_blur(p=0.5, sigma=(0.1, 2.0), kernel_frac=None)"
-        "|hflip"
-    )
-    config.data.eval_preprocess = "resize_shorter(256)|center_crop(224)"
-    config.data.max_eval_examples = 10_000
-    config.data.num_workers = 16
-
-    config.model.name = "resnet50"
-    config.model.dtype = "bfloat16"
-    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=False, stem_stride=1))
+    config.total_steps = common.steps_for_epochs(200, config.global_batch_size)  # 1,000,912
+    config.data.augment = AUGMENT
 
     config.method.name = "moco_v2"
     config.method.temperature = 0.2
@@ -79,12 +66,6 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.weight_decay = 1e-4
     config.optimizer.momentum = 0.9
 
-    config.probe.learning_rate = 1e-3
     config.eval.every_steps = 0
-    config.eval.baselines = False
-    config.eval.batch_size = 500
     config.checkpoint.every_steps = 5000
-
-    if variant:
-        raise ValueError(f"unknown variant {variant!r} of moco_v2_imagenet; it has none (shrink by --config overrides)")
     return config

@@ -7,8 +7,10 @@ From Chen, Xie, He, "An Empirical Study of Training Self-Supervised Vision Trans
 
 * batch 4096, LARS (momentum 0.9, no decay or trust ratio on biases and BN), lr 0.6 per 256
   images (x 4096/256 = 9.6), weight decay 1e-6, 10 warmup epochs then cosine decay;
-* 100 epochs = 100 x floor(1,281,167 / 4096) = 31,200 steps (warmup 3,120). The 300-epoch
-  recipe (72.8%) is lr 0.3; the 1000-epoch one (74.6%) lr 0.3, wd 1.5e-6, momentum 0.996;
+* 100 epochs of the 1,281,167 training images = 31,278 steps, warmup 3,128
+  (`common.steps_for_epochs`; the reference loader drops each epoch's last partial batch,
+  100 x 312 = 31,200 and 3,120). The 300-epoch recipe (72.8%) is lr 0.3; the 1000-epoch
+  one (74.6%) lr 0.3, wd 1.5e-6, momentum 0.996;
 * momentum encoder: m from 0.99 to 1 on a cosine (`--moco-m-cos`); temperature 1.0 (the
   ResNet default; ViTs use 0.2); loss `2T (ctr(q1, k2) + ctr(q2, k1))`;
 * projector: the reference ResNet-50 code builds a 2-layer MLP 2048 -> 4096 -> 256 (BN + ReLU
@@ -30,46 +32,25 @@ import ml_collections
 
 from jssl import config as common
 
-IMAGENET_TRAIN_IMAGES = 1_281_167
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-
-def view_augmentation(blur: float, solarize: float, size: int = 224, crop_min: float = 0.2) -> str:
-    return (
-        f"random_resized_crop({size}, scale=({crop_min}, 1.0))"
-        "|color_jitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8)"
-        "|grayscale(p=0.2)"
-        f"|gaussian_blur(p={blur}, sigma=(0.1, 2.0), kernel_frac=None)"
-        f"|solarize(p={solarize})"
-        "|hflip"
-    )
+def view_augmentation(blur_p: float, solarize_p: float) -> str:
+    """BYOL's view augmentation with MoCo v3's `--crop-min=.2` and PIL's untruncated blur."""
+    return common.byol_augment(blur_p=blur_p, solarize_p=solarize_p, scale=(0.2, 1.0), kernel_frac=None)
 
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    if variant:
+        raise ValueError(f"unknown variant {variant!r} of moco_v3_imagenet; it has none (shrink by --config overrides)")
     config = common.base_config()
-    epochs, warmup_epochs = 100, 10
+    common.imagenet(config)
     config.global_batch_size = 4096
-    steps_per_epoch = IMAGENET_TRAIN_IMAGES // config.global_batch_size
-    config.total_steps = epochs * steps_per_epoch
-    config.log_every_steps = 100
-
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.train_split = "train"
-    config.data.eval_split = "validation"
-    config.data.num_classes = 1000
-    config.data.mean = MEAN
-    config.data.std = STD
+    config.total_steps = common.steps_for_epochs(100, config.global_batch_size)  # 31,278
     # data.augment is unused while data.crops is set (kept equal to view 1 for reference).
-    config.data.augment = view_augmentation(blur=1.0, solarize=0.0)
-    config.data.crops = ((1, view_augmentation(blur=1.0, solarize=0.0)), (1, view_augmentation(blur=0.1, solarize=0.2)))
-    config.data.eval_preprocess = "resize_shorter(256)|center_crop(224)"
-    config.data.max_eval_examples = 10_000
-    config.data.num_workers = 16
-
-    config.model.name = "resnet50"
-    config.model.dtype = "bfloat16"
-    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=False, stem_stride=1))
+    config.data.augment = view_augmentation(blur_p=1.0, solarize_p=0.0)
+    config.data.crops = (
+        (1, view_augmentation(blur_p=1.0, solarize_p=0.0)),
+        (1, view_augmentation(blur_p=0.1, solarize_p=0.2)),
+    )
 
     config.method.name = "moco_v3"
     config.method.temperature = 1.0
@@ -83,16 +64,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.name = "lars"
     config.optimizer.base_learning_rate = 0.6
     config.optimizer.lr_scaling_batch = 256
-    config.optimizer.warmup_steps = warmup_epochs * steps_per_epoch
+    config.optimizer.warmup_steps = common.steps_for_epochs(10, config.global_batch_size)  # 3,128
     config.optimizer.weight_decay = 1e-6
     config.optimizer.momentum = 0.9
 
-    config.probe.learning_rate = 1e-3
     config.eval.every_steps = 0
-    config.eval.baselines = False
-    config.eval.batch_size = 500
-    config.checkpoint.every_steps = 2000
-
-    if variant:
-        raise ValueError(f"unknown variant {variant!r} of moco_v3_imagenet; it has none (shrink by --config overrides)")
     return config

@@ -10,8 +10,8 @@ facebookresearch/simsiam (main_simsiam.py):
   * augmentations as MoCo v2, the same for both views: random-resized-crop 224
     (scale 0.2-1), colour jitter (0.4, 0.4, 0.4, 0.1; p 0.8), grayscale (p 0.2), Gaussian
     blur (sigma 0.1-2, p 0.5, PIL's untruncated kernel), horizontal flip.
-100 epochs of the 1,281,167 ImageNet-1k training images at batch 512 = 250,227 steps
-(`epochs * num_examples // batch`).
+100 epochs of the 1,281,167 ImageNet-1k training images at batch 512 = 250,228 steps
+(rounded, `common.steps_for_epochs`; `epochs * num_examples // batch` gives 250,227).
 
 Not reproduced: the paper's best run keeps the predictor's learning rate fixed (`--fix-pred-lr`,
 Table 1: 68.1 vs 67.7 with decay); the jssl optimizer decays every parameter alike. Weight
@@ -35,7 +35,6 @@ import ml_collections
 
 from jssl import config as common
 
-NUM_TRAIN_IMAGES = 1_281_167
 BATCH = 512
 EPOCHS = 100
 
@@ -50,24 +49,10 @@ AUGMENT = (
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
+    common.imagenet(config)
     config.global_batch_size = BATCH
-    config.total_steps = EPOCHS * NUM_TRAIN_IMAGES // BATCH  # 250,227
-
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.train_split = "train"
-    config.data.eval_split = "validation"
-    config.data.num_classes = 1000
-    config.data.mean = (0.485, 0.456, 0.406)
-    config.data.std = (0.229, 0.224, 0.225)
+    config.total_steps = common.steps_for_epochs(EPOCHS, BATCH)  # 250,228
     config.data.augment = AUGMENT
-    config.data.crops = ()
-    config.data.num_workers = 8  # PIL augmentations at 224 px need worker processes
-    config.data.max_eval_examples = 10_000
-
-    config.model.name = "resnet50"
-    config.model.dtype = "bfloat16"
-    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=False, stem_stride=1))
 
     config.method.name = "simsiam"
     config.method.projection_hidden_dim = 2048
@@ -82,11 +67,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.momentum = 0.9
     config.optimizer.warmup_steps = 0
 
-    config.eval.every_steps = 10 * NUM_TRAIN_IMAGES // BATCH  # every 10 epochs
-    config.eval.batch_size = 512
-    config.eval.baselines = False
-    config.checkpoint.every_steps = 2000
-    config.log_every_steps = 100
+    config.eval.every_steps = common.steps_for_epochs(10, BATCH)  # every 10 epochs
 
     if variant == "smoke":
         common.make_smoke(config)

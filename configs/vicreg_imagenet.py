@@ -32,46 +32,21 @@ import ml_collections
 
 from jssl import config as common
 
-IMAGENET_TRAIN_IMAGES = 1_281_167
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def byol_view(blur_p: float, solarize_p: float, size: int = 224) -> str:
-    """BYOL's augmentation string for one view (blur / solarize probabilities differ per view)."""
-    return (
-        f"random_resized_crop({size}, scale=(0.08, 1.0))|hflip|"
-        "color_jitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8)|grayscale(p=0.2)|"
-        f"gaussian_blur(p={blur_p}, sigma=(0.1, 2.0), kernel_frac=None)|solarize(p={solarize_p})"
-    )
-
-
-def epochs_to_steps(epochs: float, batch: int) -> int:
-    return int(round(epochs * IMAGENET_TRAIN_IMAGES / batch))
+VIEW_1 = common.byol_augment(blur_p=1.0, solarize_p=0.0, kernel_frac=None)
+VIEW_2 = common.byol_augment(blur_p=0.1, solarize_p=0.2, kernel_frac=None)
 
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     if variant:
         raise ValueError(f"unknown variant {variant!r} of vicreg_imagenet; it has none")
     config = common.base_config()
+    common.imagenet(config)
     config.global_batch_size = 2048
-    config.total_steps = epochs_to_steps(1000, config.global_batch_size)  # 625,570
+    config.total_steps = common.steps_for_epochs(1000, config.global_batch_size)  # 625,570
+    config.data.augment = VIEW_1  # unused while data.crops is set
+    config.data.crops = ((1, VIEW_1), (1, VIEW_2))
 
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.train_split = "train"
-    config.data.eval_split = "validation"
-    config.data.num_classes = 1000
-    config.data.mean = IMAGENET_MEAN
-    config.data.std = IMAGENET_STD
-    config.data.augment = byol_view(1.0, 0.0)
-    config.data.crops = ((1, byol_view(1.0, 0.0)), (1, byol_view(0.1, 0.2)))
-    config.data.max_eval_examples = 10_000
-
-    config.model.name = "resnet50"
-    config.model.dtype = "bfloat16"
-    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=False, stem_stride=1))
-
+    # Only this method's fields (no SimCLR temperature etc. from base_config).
     config.method = ml_collections.ConfigDict()
     config.method.name = "vicreg"
     config.method.projection_hidden_dim = 8192
@@ -86,14 +61,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.lr_scaling_batch = 256
     config.optimizer.weight_decay = 1e-6
     config.optimizer.momentum = 0.9
-    config.optimizer.warmup_steps = epochs_to_steps(10, config.global_batch_size)  # 6,256
+    config.optimizer.warmup_steps = common.steps_for_epochs(10, config.global_batch_size)  # 6,256
     config.optimizer.min_learning_rate_ratio = 1e-3
 
     config.probe.learning_rate = 0.1
-    config.eval.every_steps = epochs_to_steps(100, config.global_batch_size)
-    config.eval.baselines = False
-    config.eval.batch_size = 512
+    config.eval.every_steps = common.steps_for_epochs(100, config.global_batch_size)
     config.checkpoint.every_steps = 5000
-    config.log_every_steps = 100
-    config.progress_bar = False
     return config

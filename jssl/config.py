@@ -119,6 +119,36 @@ def steps_for_epochs(epochs: float, global_batch_size: int) -> int:
     return max(1, round(epochs * IMAGENET_TRAIN_IMAGES / global_batch_size))
 
 
+def byol_augment(
+    *,
+    blur_p: float,
+    solarize_p: float,
+    size: int = 224,
+    scale: tuple[float, float] = (0.08, 1.0),
+    kernel_frac: float | None = 0.1,
+) -> str:
+    """BYOL's augmentation string for one view (Grill et al. 2020, Appendix B, Table 6).
+
+    Random resized crop to `size` with area `scale` (aspect 3/4-4/3), horizontal flip, colour
+    jitter (brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1) with probability 0.8,
+    grayscale with probability 0.2, Gaussian blur (sigma 0.1-2) with probability `blur_p`,
+    solarization with probability `solarize_p`. BYOL's views differ only in those two:
+    view 1 blur 1.0 / solarize 0.0, view 2 blur 0.1 / solarize 0.2.
+
+    `kernel_frac=0.1` truncates the blur kernel at 10% of the side (BYOL's paper: 23 px at 224);
+    `kernel_frac=None` is PIL's untruncated blur, as in the VICReg, Barlow Twins and MoCo v3
+    reference code. MoCo v3 crops with scale (0.2, 1).
+    """
+    return (
+        f"random_resized_crop({size}, scale=({scale[0]}, {scale[1]}))"
+        "|hflip"
+        "|color_jitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8)"
+        "|grayscale(p=0.2)"
+        f"|gaussian_blur(p={blur_p}, sigma=(0.1, 2.0), kernel_frac={kernel_frac})"
+        f"|solarize(p={solarize_p})"
+    )
+
+
 def imagenet(c: ml_collections.ConfigDict) -> None:
     """Sets the data, model and evaluation fields every ImageNet ResNet-50 recipe shares.
 
