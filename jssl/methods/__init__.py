@@ -10,10 +10,14 @@ import ml_collections
 from flax import nnx
 
 from jssl.methods.base import Method, MethodOutput
+from jssl.methods.dino import DINO
 from jssl.methods.simclr import SimCLR
+from jssl.methods.swav import SwAV
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
+    "swav": SwAV,
+    "dino": DINO,
 }
 
 
@@ -29,4 +33,4 @@ def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, 
     return cls(config, in_channels=in_channels, dtype=dtype, rngs=rngs)
 
 
-__all__ = ["METHODS", "Method", "MethodOutput", "SimCLR", "build_method", "get_method_class"]
+__all__ = ["DINO", "METHODS", "Method", "MethodOutput", "SimCLR", "SwAV", "build_method", "get_method_class"]
