@@ -8,6 +8,10 @@ Launch:
   jssl train --config configs/swav_mnist.py --workdir runs/swav150 --config.total_steps=150
   jssl train --config configs/swav_mnist.py:smoke --workdir /tmp/smoke     # seconds, CPU
 
+Measured (2-core CPU shared with 3 other jobs, ~9.5 min wall for 300 steps): full run kNN
+0.781, linear probe 0.870 (raw pixels 0.884), online probe 0.455: BELOW the acceptance bar
+(kNN >= 0.80, probe > raw pixels); not tuned further for lack of time.
+
 Variants (after the colon): `smoke` (a few steps, tiny batch and heads, for tests and CI).
 """
 
@@ -53,7 +57,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     m.queue_start_step = 0
 
     config.optimizer.name = "lars"
-    config.optimizer.base_learning_rate = 2.0  # x global_batch/256: peak 1.0 at batch 128, as SimCLR's
+    config.optimizer.base_learning_rate = 4.0  # x global_batch/256: peak 2.0 (2.0 gave kNN 0.724 at 300 steps)
     config.optimizer.weight_decay = 1e-6
     config.optimizer.warmup_steps = 20
 
