@@ -12,10 +12,12 @@ from flax import nnx
 from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
 from jssl.methods.byol import BYOL
+from jssl.methods.dino import DINO
 from jssl.methods.moco_v2 import MoCoV2
 from jssl.methods.moco_v3 import MoCoV3
 from jssl.methods.simclr import SimCLR
 from jssl.methods.simsiam import SimSiam
+from jssl.methods.swav import SwAV
 from jssl.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
@@ -26,6 +28,8 @@ METHODS: dict[str, type[Method]] = {
     "simsiam": SimSiam,
     "vicreg": VICReg,
     "barlow_twins": BarlowTwins,
+    "swav": SwAV,
+    "dino": DINO,
 }
 
 
@@ -45,12 +49,14 @@ __all__ = [
     "METHODS",
     "BYOL",
     "BarlowTwins",
+    "DINO",
     "Method",
     "MethodOutput",
     "MoCoV2",
     "MoCoV3",
     "SimCLR",
     "SimSiam",
+    "SwAV",
     "VICReg",
     "build_method",
     "get_method_class",

