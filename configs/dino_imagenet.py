@@ -40,9 +40,6 @@ import ml_collections
 
 from jssl import config as common
 
-NUM_TRAIN_IMAGES = 1_281_167
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _FLIP_COLOR = "hflip|color_jitter(0.4, 0.4, 0.2, 0.1, p=0.8)|grayscale(p=0.2)"
 _BLUR = "gaussian_blur(p={p}, sigma=(0.1, 2.0), kernel_frac=None)"
 GLOBAL_1 = f"random_resized_crop(224, scale=(0.14, 1.0))|{_FLIP_COLOR}|{_BLUR.format(p=1.0)}"
@@ -54,29 +51,16 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     if variant:
         raise ValueError(f"unknown variant {variant!r}; this config has none (shrink it by overrides)")
     config = common.base_config()
+    common.imagenet(config)
     batch = 512
-    steps_per_epoch = NUM_TRAIN_IMAGES // batch  # 2502
-    epochs = 100
+    steps_per_epoch = common.IMAGENET_TRAIN_IMAGES // batch  # 2502, the reference's drop-last epochs
     num_local_crops = 10
     config.global_batch_size = batch
-    config.total_steps = epochs * steps_per_epoch
-    config.log_every_steps = 100
+    config.total_steps = 100 * steps_per_epoch
 
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.train_split = "train"
-    config.data.eval_split = "validation"
-    config.data.num_classes = 1000
-    config.data.mean = IMAGENET_MEAN
-    config.data.std = IMAGENET_STD
     config.data.augment = GLOBAL_1  # unused while data.crops is set
     config.data.crops = ((1, GLOBAL_1), (1, GLOBAL_2), (num_local_crops, LOCAL))
-    config.data.num_workers = 0  # raise (e.g. 32) for real runs: 12 crops per image are CPU-heavy
-    config.data.max_eval_examples = 10_000
-
-    config.model.name = "resnet50"
-    config.model.dtype = "bfloat16"
-    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=False, stem_stride=1))
+    config.data.num_workers = 32  # 12 crops per image are CPU-heavy
 
     m = config.method
     m.name = "dino"
@@ -106,10 +90,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.momentum = 0.9
     config.optimizer.grad_clip_norm = 3.0
 
-    config.probe.learning_rate = 1e-3
     config.eval.every_steps = 10 * steps_per_epoch
-    config.eval.baselines = False
-    config.eval.batch_size = 1000
     config.checkpoint.every_steps = steps_per_epoch
     config.checkpoint.max_to_keep = 3
     return config

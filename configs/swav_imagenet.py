@@ -32,9 +32,6 @@ import ml_collections
 
 from jssl import config as common
 
-NUM_TRAIN_IMAGES = 1_281_167
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Color distortion of strength 1 and PIL's (untruncated) Gaussian blur, as in the reference.
 _COLOR = "hflip|color_jitter(0.8, 0.8, 0.8, 0.2, p=0.8)|grayscale(p=0.2)|gaussian_blur(p=0.5, sigma=(0.1, 2.0), kernel_frac=None)"
 GLOBAL = f"random_resized_crop(224, scale=(0.14, 1.0))|{_COLOR}"
@@ -45,28 +42,15 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     if variant:
         raise ValueError(f"unknown variant {variant!r}; this config has none (shrink it by overrides)")
     config = common.base_config()
+    common.imagenet(config)
     batch = 4096
-    steps_per_epoch = NUM_TRAIN_IMAGES // batch  # 312
-    epochs = 800
+    steps_per_epoch = common.IMAGENET_TRAIN_IMAGES // batch  # 312, the reference's drop-last epochs
     config.global_batch_size = batch
-    config.total_steps = epochs * steps_per_epoch
-    config.log_every_steps = 100
+    config.total_steps = 800 * steps_per_epoch
 
-    config.data.name = "tfds"
-    config.data.tfds_name = "imagenet2012"
-    config.data.train_split = "train"
-    config.data.eval_split = "validation"
-    config.data.num_classes = 1000
-    config.data.mean = IMAGENET_MEAN
-    config.data.std = IMAGENET_STD
     config.data.augment = GLOBAL  # unused while data.crops is set
     config.data.crops = ((2, GLOBAL), (6, LOCAL))
-    config.data.num_workers = 0  # raise (e.g. 32) for real runs: 8 crops per image are CPU-heavy
-    config.data.max_eval_examples = 10_000
-
-    config.model.name = "resnet50"
-    config.model.dtype = "bfloat16"
-    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=False, stem_stride=1))
+    config.data.num_workers = 32  # 8 crops per image are CPU-heavy
 
     m = config.method
     m.name = "swav"
@@ -91,10 +75,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.weight_decay = 1e-6
     config.optimizer.momentum = 0.9
 
-    config.probe.learning_rate = 1e-3
     config.eval.every_steps = 10 * steps_per_epoch
-    config.eval.baselines = False
-    config.eval.batch_size = 1000
     config.checkpoint.every_steps = 2 * steps_per_epoch
     config.checkpoint.max_to_keep = 3
     return config
