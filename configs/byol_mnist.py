@@ -3,11 +3,12 @@
 Same data, backbone, augmentations and batch as `simclr_mnist.py`. BYOL also runs the target
 network on both views, so a step costs about 1.5x SimCLR's.
 
-Measured (300 steps, held-out 1,000 images, 2-core CPU shared with other jobs): kNN 0.787,
-linear probe 0.892 (raw pixels 0.884), online probe 0.638. Tuning (300 steps, kNN / linear):
-batch 128 lr 1.0 tau 0.99: 0.672 / 0.797; lr 2.0 tau 0.97: 0.755 / 0.825; lr 4.0 tau 0.95:
-0.764 / 0.879; batch 256 lr 2.0 tau 0.95 (this recipe): 0.787 / 0.892.
-This recipe with --config.total_steps=150: kNN 0.723, linear 0.847, online probe 0.474.
+Measured (300 steps, held-out 1,000 images): kNN 0.813, linear probe 0.893 (raw pixels 0.884),
+online probe 0.649. Tuning (300 steps, kNN / linear): batch 128 lr 1.0 tau 0.99: 0.672 / 0.797;
+lr 2.0 tau 0.97: 0.755 / 0.825; lr 4.0 tau 0.95: 0.764 / 0.879; batch 256 lr 2.0 tau 0.95:
+0.787 / 0.892; batch 256 lr 2.0 tau 0.9 (this recipe): 0.813 / 0.893. On 300 steps the
+paper's 0.996 averages over more steps than the run has; the target must follow faster.
+The README results table holds this recipe's quiet-machine wall time and its 150-step run.
 
 Launch:
   jssl train --config configs/byol_mnist.py --workdir runs/byol_mnist
@@ -43,7 +44,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.method.name = "byol"
     # tau: cosine from 0.95 to 1 over the run (the paper: 0.996 over ~1000 epochs; a 300-step
     # run needs a faster-moving target: 0.99 and 0.97 learned slower).
-    config.method.momentum_base = 0.95
+    config.method.momentum_base = 0.9
     config.method.momentum_final = 1.0
     config.method.projection_hidden_dim = 256
     config.method.projection_dim = 64
