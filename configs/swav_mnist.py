@@ -22,23 +22,16 @@ import ml_collections
 
 from jssl import config as common
 
-GLOBAL = "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+GLOBAL = common.MNIST_AUGMENT  # also data.augment (unused when data.crops is set)
 LOCAL = "random_resized_crop(14, scale=(0.1, 0.3), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
 
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    config.total_steps = 300
+    common.mnist(config)
     config.global_batch_size = 128
 
-    config.data.name = "mnist"
-    config.data.mean = (0.1307,)
-    config.data.std = (0.3081,)
-    config.data.augment = GLOBAL  # unused when data.crops is set; kept for reference
     config.data.crops = ((2, GLOBAL), (4, LOCAL))
-
-    config.model.name = "resnet_mini"
-    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
 
     m = config.method
     m.name = "swav"
@@ -57,15 +50,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     m.queue_length = 0  # 0: no queue; else a multiple of global_batch_size
     m.queue_start_step = 0
 
-    config.optimizer.name = "lars"
     config.optimizer.base_learning_rate = 4.0  # x global_batch/256: peak 2.0 (2.0 gave kNN 0.724 at 300 steps)
-    config.optimizer.weight_decay = 1e-6
-    config.optimizer.warmup_steps = 20
-
-    config.eval.every_steps = 100
-    config.probe.learning_rate = 1e-2
-    config.checkpoint.every_steps = 50
-    config.log_every_steps = 10
 
     if variant == "smoke":
         common.make_smoke(config)

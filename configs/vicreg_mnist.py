@@ -27,18 +27,7 @@ from jssl import config as common
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
-    config.total_steps = 300
-    config.global_batch_size = 256
-
-    config.data.name = "mnist"
-    config.data.mean = (0.1307,)
-    config.data.std = (0.3081,)
-    config.data.augment = (
-        "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
-    )
-
-    config.model.name = "resnet_mini"
-    config.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
+    common.mnist(config)
 
     config.method = ml_collections.ConfigDict()
     config.method.name = "vicreg"
@@ -50,15 +39,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.method.variance_weight = 25.0  # mu
     config.method.covariance_weight = 1.0  # nu
 
-    config.optimizer.name = "lars"
     config.optimizer.base_learning_rate = 1.0  # x global_batch/256; 0.5 gave kNN 0.798 (vs 0.82) at 150 steps
-    config.optimizer.weight_decay = 1e-6
-    config.optimizer.warmup_steps = 20
-
-    config.eval.every_steps = 100
-    config.probe.learning_rate = 1e-2
-    config.checkpoint.every_steps = 50
-    config.log_every_steps = 10
 
     if variant == "smoke":
         common.make_smoke(config)

