@@ -12,7 +12,7 @@ from tests.train.helpers import REPO, load_config
 
 METHOD_NAMES = sorted(methods.METHODS)
 TINY_DIM = 16
-TINY_QUEUE = 32  # a multiple of every test batch (8, 16, 32)
+TINY_QUEUE = 64  # a multiple of every test batch (8, 16, 32) and of MoCo v2's two pushed key batches
 
 
 def config_path(name: str, kind: str = "mnist") -> str:
