@@ -80,6 +80,21 @@ def check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be positive; got {value}")
 
 
+def multicrop_counts(config, method: str, global_role: str) -> tuple[int, int]:
+    """`(method.num_global_crops, method.num_local_crops)`, checked: the views of a multi-crop method.
+
+    `global_role` says what the global crops are for in `method`, for the error message.
+    """
+    g, l = int(config.method.num_global_crops), int(config.method.num_local_crops)
+    if g < 1:
+        raise ValueError(f"method.num_global_crops must be >= 1 ({global_role}); got {g}")
+    if l < 0:
+        raise ValueError(f"method.num_local_crops must be >= 0; got {l}")
+    if g + l < 2:
+        raise ValueError(f"{method} needs at least 2 crops (num_global_crops + num_local_crops); got {g + l}")
+    return g, l
+
+
 def forward_by_resolution(fn: Callable[[jax.Array], jax.Array], views: Sequence[jax.Array]) -> list[jax.Array]:
     """Runs `fn` once per group of consecutive same-shape views (multi-crop), not once per view.
 

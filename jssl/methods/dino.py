@@ -47,6 +47,7 @@ from jssl.methods.common import (
     ema_update,
     embedding_diagnostics,
     forward_by_resolution,
+    multicrop_counts,
     teacher_copy,
 )
 from jssl.models import get_backbone
@@ -114,25 +115,14 @@ class DINOHead(nnx.Module):
         return self.last_layer(z).astype(jnp.float32), z
 
 
-def _crop_counts(config: ml_collections.ConfigDict) -> tuple[int, int]:
-    return int(config.method.num_global_crops), int(config.method.num_local_crops)
-
-
 class DINO(Method):
     @classmethod
     def num_views(cls, config: ml_collections.ConfigDict) -> int:
-        g, l = _crop_counts(config)
-        return g + l
+        return sum(multicrop_counts(config, "DINO", "the teacher's crops"))
 
     def __init__(self, config: ml_collections.ConfigDict, *, in_channels: int, dtype, rngs: nnx.Rngs):
         hp = config.method
-        g, l = _crop_counts(config)
-        if g < 1:
-            raise ValueError(f"method.num_global_crops must be >= 1 (the teacher's crops); got {g}")
-        if l < 0:
-            raise ValueError(f"method.num_local_crops must be >= 0; got {l}")
-        if g + l < 2:
-            raise ValueError(f"DINO needs at least 2 crops (num_global_crops + num_local_crops); got {g + l}")
+        g, l = multicrop_counts(config, "DINO", "the teacher's crops")
         check_positive("method.student_temperature", hp.student_temperature)
         check_positive("method.teacher_temperature", hp.teacher_temperature)
         check_positive("method.teacher_temperature_start", hp.teacher_temperature_start)

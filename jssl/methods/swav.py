@@ -36,7 +36,13 @@ from flax import nnx
 
 from jssl import losses
 from jssl.methods.base import Method, MethodOutput
-from jssl.methods.common import Buffer, check_positive, embedding_diagnostics, forward_by_resolution
+from jssl.methods.common import (
+    Buffer,
+    check_positive,
+    embedding_diagnostics,
+    forward_by_resolution,
+    multicrop_counts,
+)
 from jssl.models import MLPHead, get_backbone
 from jssl.models.heads import dense
 
@@ -46,26 +52,14 @@ def _normalize_columns(kernel: jax.Array) -> jax.Array:
     return kernel / jnp.maximum(jnp.linalg.norm(kernel, axis=0, keepdims=True), 1e-12)
 
 
-def _crop_counts(config: ml_collections.ConfigDict) -> tuple[int, int]:
-    hp = config.method
-    return int(hp.num_global_crops), int(hp.num_local_crops)
-
-
 class SwAV(Method):
     @classmethod
     def num_views(cls, config: ml_collections.ConfigDict) -> int:
-        g, l = _crop_counts(config)
-        return g + l
+        return sum(multicrop_counts(config, "SwAV", "the crops codes are computed for"))
 
     def __init__(self, config: ml_collections.ConfigDict, *, in_channels: int, dtype, rngs: nnx.Rngs):
         hp = config.method
-        g, l = _crop_counts(config)
-        if g < 1:
-            raise ValueError(f"method.num_global_crops must be >= 1 (the crops codes are computed for); got {g}")
-        if l < 0:
-            raise ValueError(f"method.num_local_crops must be >= 0; got {l}")
-        if g + l < 2:
-            raise ValueError(f"SwAV needs at least 2 crops (num_global_crops + num_local_crops); got {g + l}")
+        g, l = multicrop_counts(config, "SwAV", "the crops codes are computed for")
         check_positive("method.temperature", hp.temperature)
         check_positive("method.epsilon", hp.epsilon)
         if int(hp.sinkhorn_iters) < 1:
