@@ -20,6 +20,7 @@ import glob
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,8 +40,7 @@ def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool) -> 
     results_path = os.path.join(workdir, "results.json")
     timing_path = os.path.join(workdir, "wall_time.json")
     if rerun or not (os.path.exists(results_path) and os.path.exists(timing_path)):
-        if os.path.exists(workdir):
-            subprocess.run(["rm", "-rf", workdir], check=True)
+        shutil.rmtree(workdir, ignore_errors=True)  # a half-finished run must not be resumed
         command = [
             sys.executable, "-m", "jssl.cli", "train",
             f"--config={os.path.join(REPO, 'configs', f'{method}_mnist.py')}",
