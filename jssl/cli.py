@@ -84,7 +84,8 @@ def _eval(config, workdir: str | None, extra: list[str]) -> None:
     from jssl.train.evaluate import evaluate_run  # Heavy imports after flag parsing.
 
     results = evaluate_run(config, workdir)
-    line = f"eval of step {results['pretrain_step']}: kNN {results['knn']:.4f}, linear probe {results['linear_probe']:.4f}"
+    line = f"eval of step {results['pretrain_step']}: kNN {results['knn']:.4f}"
+    line += f", linear probe {results['linear_probe']:.4f}"
     if "finetune" in results:
         line += f", fine-tune top-1 {results['finetune']['top1']:.4f}"
     if "finetune_random_init" in results:

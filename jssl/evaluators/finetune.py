@@ -156,7 +156,8 @@ def load_variable_values(module: nnx.Module, values: Mapping[str, jax.Array]) ->
         )
     for name, old in target.items():
         if values[name].shape != old.shape:
-            raise ValueError(f"the pretrained {name} has shape {values[name].shape} but config.model builds {old.shape}")
+            shape = values[name].shape
+            raise ValueError(f"the pretrained {name} has shape {shape} but config.model builds {old.shape}")
 
     def replace(path, variable):
         value, dtype = values["/".join(key_path(path))], variable.get_value().dtype

@@ -87,7 +87,7 @@ def _differences(a: Any, b: Any, prefix: str) -> list[str]:
 
 def check_matches_run(config: ml_collections.ConfigDict, run: ml_collections.ConfigDict, workdir: str) -> None:
     """Raises if `config` differs from the run's config in a field of `PRETRAINING_FIELDS`."""
-    diffs = [d for field in PRETRAINING_FIELDS for d in _differences(_lookup(config, field), _lookup(run, field), field)]
+    diffs = [d for f in PRETRAINING_FIELDS for d in _differences(_lookup(config, f), _lookup(run, f), f)]
     if diffs:
         shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
         raise ValueError(

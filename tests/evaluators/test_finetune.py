@@ -57,10 +57,8 @@ def _toy_params():
 def test_layer_decay_scales_follow_the_formula():
     model, params = _toy_params()
     decay = 0.5
-    scales = {
-        "/".join(key_path(path)): s
-        for path, s in jax.tree_util.tree_flatten_with_path(layer_decay_scales(params, backbone=model.backbone, decay=decay))[0]
-    }
+    tree = layer_decay_scales(params, backbone=model.backbone, decay=decay)
+    scales = {"/".join(key_path(path)): s for path, s in jax.tree_util.tree_flatten_with_path(tree)[0]}
     # layer i gets decay ** (num_layers + 1 - i); num_layers = 3; the head is layer 4 (scale 1)
     expected = {
         "backbone/stem/kernel": decay**4,
@@ -193,3 +191,23 @@ def test_old_config_json_gets_new_fields_at_their_defaults(tmp_path):
     path = str(tmp_path / "config.json")
     save_config(config, path)
     assert load_config(path).finetune.layer_decay == 0.75
+
+
+@pytest.mark.parametrize("name", ["simclr", "dino", "byol"])
+def test_each_methods_backbone_loads_into_the_finetuned_network(name):
+    """The weights fine-tuning starts from are what `represent` runs (DINO: the teacher)."""
+    from jssl import methods
+    from tests.methods.helpers import tiny_config as method_config
+
+    config = method_config(name)
+    method = methods.build_method(config, in_channels=1, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    if name == "dino":  # make the teacher differ from the student, so the test can tell them apart
+        method.teacher_encoder.stem_conv.kernel.set_value(method.teacher_encoder.stem_conv.kernel.get_value() + 1.0)
+    fresh = get_backbone(config.model.name, in_channels=1, rngs=nnx.Rngs(3), **config.model.kwargs)
+    load_variable_values(fresh, variable_values(method.backbone()))
+    images = jnp.asarray(np.random.default_rng(0).normal(size=(4, 28, 28, 1)), jnp.float32)
+    method.eval(), fresh.eval()
+    np.testing.assert_allclose(fresh(images), method.represent(images), rtol=1e-5, atol=1e-5)
+    # The fine-tuned network's weights are trainable Params, also where they came from a Teacher.
+    count = lambda module: len(jax.tree.leaves(nnx.state(module, nnx.Param)))  # noqa: E731
+    assert count(fresh) == count(method.encoder) > 0
