@@ -85,7 +85,7 @@ def _differences(a: Any, b: Any, prefix: str) -> list[str]:
     return [] if a == b else [f"{prefix} is {a!r} but the run used {b!r}"]
 
 
-def check_matches_run(config: ml_collections.ConfigDict, run: ml_collections.ConfigDict, workdir: str) -> None:
+def check_matches_run(config: ml_collections.ConfigDict, *, run: ml_collections.ConfigDict, workdir: str) -> None:
     """Raises if `config` differs from the run's config in a field of `PRETRAINING_FIELDS`."""
     diffs = [d for f in PRETRAINING_FIELDS for d in _differences(_lookup(config, f), _lookup(run, f), f)]
     if diffs:
@@ -135,7 +135,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     if latest is None:
         raise ValueError(f"no pretraining checkpoint in {checkpoints}; run `jssl train --workdir {workdir}` first")
     if os.path.exists(run_config_path(workdir)):
-        check_matches_run(config, load_run_config(workdir), workdir)
+        check_matches_run(config, run=load_run_config(workdir), workdir=workdir)
     validate_config(config)
     validate_finetune_config(config)
     workdir = prepare_workdir(workdir)

@@ -188,7 +188,7 @@ def build_finetuner(
     )
 
 
-def accuracy(tuner: FineTuner, state: TrainState, images: np.ndarray, labels: np.ndarray) -> float:
+def accuracy(tuner: FineTuner, state: TrainState, *, images: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy of the classifier on `images` (running BatchNorm statistics)."""
     fn = lambda x: tuner.predict(state.params, state.buffers, x)  # noqa: E731
     ways = sharding.batch_size_per_shard(tuner.mesh)
@@ -196,7 +196,7 @@ def accuracy(tuner: FineTuner, state: TrainState, images: np.ndarray, labels: np
     return float(np.mean(logits.argmax(-1) == labels))
 
 
-def _check_resumable(directory: str, config: ml_collections.ConfigDict, pretrain_step: int | None) -> None:
+def _check_resumable(directory: str, *, config: ml_collections.ConfigDict, pretrain_step: int | None) -> None:
     """Refuses to resume checkpoints written with other fine-tuning settings; records these ones."""
     path = os.path.join(directory, "settings.json")
     settings = {
@@ -237,7 +237,7 @@ def run_finetune(
     config, ft = tuner.config, tuner.config.finetune
     if jax.process_index() == 0:
         os.makedirs(directory, exist_ok=True)
-    _check_resumable(directory, config, pretrain_step)
+    _check_resumable(directory, config=config, pretrain_step=pretrain_step)
     train_iter = data.make_train_iterator(
         train_source,
         global_batch_size=ft.batch_size,
@@ -281,13 +281,13 @@ def run_finetune(
                 if checkpointer.save(done, state, train_iter, force=done == ft.steps):
                     last_saved = done
             if ft.eval_every_steps and done % ft.eval_every_steps == 0 and done != ft.steps:
-                top1 = accuracy(tuner, state, test_images, test_labels)
+                top1 = accuracy(tuner, state, images=test_images, labels=test_labels)
                 writer.write_scalars(done, {"eval/top1": top1})
                 log.info("fine-tuning step %d: held-out top-1 %.4f", done, top1)
     finally:
         checkpointer.close()
 
-    results = {"top1": accuracy(tuner, state, test_images, test_labels), "steps": int(state.step)}
+    results = {"top1": accuracy(tuner, state, images=test_images, labels=test_labels), "steps": int(state.step)}
     if "loss" in scalars:
         results["final_train_loss"] = scalars["loss"]
     writer.write_scalars(int(state.step), {"final/top1": results["top1"]})
