@@ -263,9 +263,11 @@ def mnist(c: ml_collections.ConfigDict) -> None:
     c.eval.every_steps = 100
     c.checkpoint.every_steps = 50
     # Fine-tuning on the 4,000 labelled training images: the same crops as pretraining (28 px,
-    # the evaluation size).
+    # the evaluation size). Measured after SimCLR's 300 steps (held-out top-1, pretrained /
+    # random init): lr 3e-3 0.968 / 0.923; lr 1e-3 0.953 / 0.645 (the random init undertrained).
     c.finetune.steps = 200
     c.finetune.batch_size = 256
+    c.finetune.learning_rate = 3e-3
     c.finetune.warmup_steps = 20
     c.finetune.augment = MNIST_AUGMENT
     c.finetune.checkpoint_every_steps = 50
