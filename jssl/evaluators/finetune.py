@@ -4,8 +4,9 @@
 linear head, as in the MAE and BEiT fine-tuning protocols:
 
 * **Layer-wise learning-rate decay.** A backbone that defines `num_layers` and
-  `layer_index(path) -> int` (0 for the stem/embedding, 1..num_layers for its blocks) has layer i
-  learn at `lr * decay**(num_layers + 1 - i)`; the head (layer num_layers + 1) learns at `lr`.
+  `layer_index(path) -> int` (0 for the stem/embedding, 1..num_layers for its blocks or stages,
+  num_layers + 1 for anything after them, such as a final norm) has layer i learn at
+  `lr * decay**(num_layers + 1 - i)`; the head (layer num_layers + 1) learns at `lr`.
   `path` is the tuple of attribute names and list indices, as strings, from the backbone to the
   parameter, e.g. `('blocks', '3', 'attn', 'qkv', 'kernel')`. Backbones without `layer_index`
   get no decay. It is applied as a per-parameter scale of the optimizer's update
@@ -76,8 +77,8 @@ def layer_scale_fn(
 ) -> Callable[[tuple[str, ...]], float]:
     """`path -> lr scale` for the parameters of a `Classifier` whose backbone is `backbone`.
 
-    Paths under `prefix` are the backbone's: layer `i = backbone.layer_index(path[1:])` gets
-    `decay**(num_layers + 1 - i)`. Everything else (the head) gets 1. Backbones without
+    Paths under `prefix` are the backbone's: layer `i = backbone.layer_index(path[1:])`, in
+    `[0, num_layers + 1]`, gets `decay**(num_layers + 1 - i)`. Everything else (the head) gets 1. Backbones without
     `layer_index`/`num_layers`, or `decay == 1`, give 1 everywhere.
     """
     if decay < 0:
@@ -90,8 +91,8 @@ def layer_scale_fn(
         if not path or path[0] != prefix:
             return 1.0
         index = int(backbone.layer_index(tuple(path[1:])))
-        if not 0 <= index <= num_layers:
-            raise ValueError(f"layer_index{tuple(path[1:])} = {index}, outside [0, num_layers={num_layers}]")
+        if not 0 <= index <= num_layers + 1:
+            raise ValueError(f"layer_index{tuple(path[1:])} = {index}, outside [0, num_layers + 1 = {num_layers + 1}]")
         return float(decay ** (num_layers + 1 - index))
 
     return scale

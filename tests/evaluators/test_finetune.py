@@ -40,7 +40,7 @@ class ToyBackbone(nnx.Module):
             return 0
         if path[0] == "blocks":
             return int(path[1]) + 1
-        return self.num_layers  # the final norm belongs to the last block
+        return self.num_layers + 1  # the final norm: after the blocks, at the head's rate
 
     def __call__(self, x):
         x = self.stem(x)
@@ -66,13 +66,20 @@ def test_layer_decay_scales_follow_the_formula():
         "backbone/blocks/0/kernel": decay**3,
         "backbone/blocks/1/bias": decay**2,
         "backbone/blocks/2/kernel": decay**1,
-        "backbone/norm/scale": decay**1,
+        "backbone/norm/scale": 1.0,
         "head/linear/kernel": 1.0,
         "head/linear/bias": 1.0,
     }
     for name, value in expected.items():
         assert scales[name] == pytest.approx(value), name
     assert len(scales) == 12
+
+    class Wrong(ToyBackbone):
+        def layer_index(self, path):
+            return 5
+
+    with pytest.raises(ValueError, match="outside"):
+        layer_decay_scales(params, backbone=Wrong(rngs=nnx.Rngs(0)), decay=decay)
 
 
 def test_no_layer_interface_means_no_decay():
