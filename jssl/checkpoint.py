@@ -20,12 +20,23 @@ from jssl.data import iterator_state_args
 class Checkpointer:
     """A thin, explicit wrapper over `ocp.CheckpointManager` with items 'state' and 'data'."""
 
-    def __init__(self, directory: str, *, every_steps: int, max_to_keep: int, async_save: bool = True):
+    def __init__(
+        self,
+        directory: str,
+        *,
+        every_steps: int,
+        max_to_keep: int | None,
+        async_save: bool = True,
+        read_only: bool = False,
+    ):
+        # read_only: for reading another run's checkpoints (`jssl eval`), which must never be
+        # created, pruned or written to (then every_steps=0 and max_to_keep=None, as Orbax wants).
         options = ocp.CheckpointManagerOptions(
-            save_interval_steps=max(1, every_steps),
+            save_interval_steps=0 if read_only else max(1, every_steps),
             max_to_keep=max_to_keep,
             enable_async_checkpointing=async_save,
-            create=True,
+            create=not read_only,
+            read_only=read_only,
         )
         self.directory = os.path.abspath(directory)
         self._manager = ocp.CheckpointManager(
@@ -56,6 +67,13 @@ class Checkpointer:
                 state=ocp.args.StandardRestore(abstract_state),
                 data=iterator_state_args(data_iterator, restore=True),
             ),
+        )
+        return restored["state"]
+
+    def restore_state(self, step: int, abstract_state: Any) -> Any:
+        """Restores the state alone, into the shardings of `abstract_state` (no data iterator)."""
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
         )
         return restored["state"]
 

@@ -1,14 +1,18 @@
-"""The `jssl` command: `jssl train --config configs/<name>.py[:variant] --workdir DIR [--config.a.b=v]`.
+"""The `jssl` command: `jssl train --config configs/<name>.py[:variant] --workdir DIR [--config.a.b=v]`
+and `jssl eval --workdir DIR [--config ...] [--config.a.b=v]`.
 
 Configs are ml_collections files (`get_config(variant)`); every field can be overridden on
-the command line, and a misspelled field is an error (the config is locked). Bad input
-(unknown names, unreadable data, an unwritable workdir) ends with one clear line, exit code 1 or 2.
+the command line, and a misspelled field is an error (the config is locked). `jssl eval` reads
+the config the run saved (`DIR/config.json`) unless `--config` names a file. Bad input (unknown
+names, unreadable data, an unwritable workdir, a workdir without checkpoints) ends with one
+clear line, exit code 1 or 2.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -49,8 +53,7 @@ def _train(config, workdir: str | None, extra: list[str]) -> None:
     if not workdir:
         raise app.UsageError("--workdir is required (rerunning with the same workdir resumes)")
     maybe_initialize_distributed(config.distributed)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("jssl").setLevel(logging.INFO)
+    _setup_logging()
 
     from jssl.train import train  # Heavy imports after flag parsing: `jssl --help` stays fast.
 
@@ -67,6 +70,55 @@ def _train(config, workdir: str | None, extra: list[str]) -> None:
     print(f"results: {os.path.join(os.path.abspath(workdir), 'results.json')}")
 
 
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("jssl").setLevel(logging.INFO)
+
+
+def _eval(config, workdir: str | None, extra: list[str]) -> None:
+    if extra:
+        raise app.UsageError(f"unexpected arguments: {extra}")
+    maybe_initialize_distributed(config.distributed)
+    _setup_logging()
+
+    from jssl.train.evaluate import evaluate_run  # Heavy imports after flag parsing.
+
+    results = evaluate_run(config, workdir)
+    line = f"eval of step {results['pretrain_step']}: kNN {results['knn']:.4f}"
+    line += f", linear probe {results['linear_probe']:.4f}"
+    if "finetune" in results:
+        line += f", fine-tune top-1 {results['finetune']['top1']:.4f}"
+    if "finetune_random_init" in results:
+        line += f" (random init {results['finetune_random_init']['top1']:.4f})"
+    print(line)
+    print(f"results: {os.path.join(os.path.abspath(workdir), 'eval_results.json')}")
+
+
+def _parse_eval(args: list[str]):
+    """Like `_parse`, but without `--config` the config is the run's own `<workdir>/config.json`."""
+    if any(re.match(r"^--?config(=|$)", a) for a in args):
+        return _parse("eval", args)
+    pre = flags.FlagValues()
+    workdir = flags.DEFINE_string("workdir", None, "The run's directory.", flag_values=pre)
+    pre(["jssl eval", *args], known_only=True)
+    if not workdir.value:
+        raise ValueError("--workdir is required (the directory of a `jssl train` run)")
+    from jssl.config import load_config
+
+    path = os.path.join(os.path.abspath(os.path.expanduser(workdir.value)), "config.json")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise ValueError(f"workdir {os.path.dirname(path)} does not exist")
+    if not os.path.exists(path):
+        raise ValueError(f"{path} does not exist: pass the run's config with --config=<file>[:variant]")
+    flag_values = flags.FlagValues()
+    config_flag = config_flags.DEFINE_config_dict(
+        "config", load_config(path), "The run's config.", flag_values=flag_values, lock_config=True
+    )
+    flags.DEFINE_string("workdir", None, "The run's directory.", flag_values=flag_values)
+    rest = flag_values(["jssl eval", *args])
+    return config_flag.value, workdir.value, rest[1:]
+
+
 def _parse(command: str, args: list[str]):
     """Parses `--config`, its `--config.*` overrides and `--workdir` into (config, workdir, rest)."""
     flag_values = flags.FlagValues()
@@ -80,13 +132,16 @@ def _parse(command: str, args: list[str]):
     return config, workdir.value, rest[1:]
 
 
-COMMANDS = {"train": _train}
+COMMANDS = {"train": _train, "eval": _eval}
+PARSERS = {"train": lambda args: _parse("train", args), "eval": _parse_eval}
 
 USAGE = """usage: jssl <command> [flags]
 
 commands:
   train   pretrain (and evaluate) a model: jssl train --config configs/simclr_mnist.py --workdir runs/x
           (no --config: the default embedded-MNIST SimCLR run; --config.<field>=<value> overrides)
+  eval    kNN, linear probe and fine-tuning of a run's latest checkpoint: jssl eval --workdir runs/x
+          (the run's config.json; --config.finetune.<field>=<value> overrides evaluation fields)
 """
 
 
@@ -102,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # config_flags reads overrides from sys.argv when the flag is defined.
         sys.argv = [f"jssl {command}", *argv[2:]]
-        config, workdir, rest = _parse(command, argv[2:])
+        config, workdir, rest = PARSERS[command](argv[2:])
     except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
         message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
         print(f"jssl {command}: error: {message}", file=sys.stderr)

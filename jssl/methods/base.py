@@ -15,7 +15,9 @@ asks a method exactly these things:
 4. `after_step(step)`: the update after the optimizer step (EMA teachers, normalizing
    prototypes); default: none. `frozen_steps()`: parameters held fixed for the first steps
    (SwAV's prototypes, DINO's last layer); default: none;
-5. `represent(images)`: the representation used for evaluation (kNN, probes).
+5. `represent(images)`: the representation used for evaluation (kNN, probes), and
+   `backbone()`: the network `represent` runs, whose weights fine-tuning starts from
+   (default: `self.encoder`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,18 @@ class Method(nnx.Module):
 
     def represent(self, images: jax.Array) -> jax.Array:
         raise NotImplementedError
+
+    def backbone(self) -> nnx.Module:
+        """The network `represent` runs, built by `jssl.models.get_backbone(config.model.name, ...)`.
+
+        `jssl eval` fine-tunes a fresh `get_backbone` network initialized with this module's
+        values (matched by path, whatever their variable type), so override it when `represent`
+        uses another network (DINO: the teacher).
+        """
+        encoder = getattr(self, "encoder", None)
+        if not isinstance(encoder, nnx.Module):
+            raise NotImplementedError(f"{type(self).__name__} has no `encoder`; override `backbone()`")
+        return encoder
 
     def after_step(self, step: jax.Array) -> None:
         """Post-optimizer-step update of buffers; `step` is the step just taken (0-based)."""

@@ -227,3 +227,6 @@ class DINO(Method):
 
     def represent(self, images: jax.Array) -> jax.Array:
         return self.teacher_encoder(images)
+
+    def backbone(self) -> nnx.Module:
+        return self.teacher_encoder  # DINO evaluates (and fine-tunes) the teacher

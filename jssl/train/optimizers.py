@@ -1,4 +1,4 @@
-"""Optimizers from config: LARS / AdamW / SGD with warmup + cosine, and the online probe's own.
+"""Optimizers from config: LARS / AdamW / SGD with warmup + cosine, the online probe's own, fine-tuning's.
 
 Weight decay (and LARS's trust ratio) is masked off biases and normalization parameters,
 i.e. everything with fewer than two dimensions, as in SimCLR/BYOL. The online linear probe
@@ -7,29 +7,41 @@ gets its own optimizer so its learning rate never depends on the SSL recipe.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
 import optax
 
+from jssl.evaluators.finetune import scale_by_layer
+
 PROBE_PREFIX = "probe"
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-    opt = config.optimizer
-    peak = opt.base_learning_rate * config.global_batch_size / opt.lr_scaling_batch
-    warmup = min(opt.warmup_steps, max(config.total_steps - 1, 0))
+def warmup_cosine(*, peak: float, warmup_steps: int, total_steps: int, end_ratio: float) -> optax.Schedule:
+    """Linear warmup from 0 to `peak`, then cosine decay to `peak * end_ratio` at `total_steps`."""
+    warmup = min(warmup_steps, max(total_steps - 1, 0))
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=peak,
         warmup_steps=warmup,
-        decay_steps=max(config.total_steps, warmup + 1),
-        end_value=peak * opt.min_learning_rate_ratio,
+        decay_steps=max(total_steps, warmup + 1),
+        end_value=peak * end_ratio,
     )
 
 
-def _decay_mask(params: Any) -> Any:
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    opt = config.optimizer
+    return warmup_cosine(
+        peak=opt.base_learning_rate * config.global_batch_size / opt.lr_scaling_batch,
+        warmup_steps=opt.warmup_steps,
+        total_steps=config.total_steps,
+        end_ratio=opt.min_learning_rate_ratio,
+    )
+
+
+def decay_mask(params: Any) -> Any:
+    """True for the weights that get weight decay: all but biases and normalization parameters."""
     return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
@@ -50,15 +62,15 @@ def _ssl_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) 
         return optax.lars(
             schedule,
             weight_decay=opt.weight_decay,
-            weight_decay_mask=_decay_mask,
-            trust_ratio_mask=_decay_mask,
+            weight_decay_mask=decay_mask,
+            trust_ratio_mask=decay_mask,
             momentum=opt.momentum,
         )
     if opt.name == "adamw":
-        return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=_decay_mask)
+        return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=decay_mask)
     if opt.name == "sgd":
         return optax.chain(
-            optax.add_decayed_weights(opt.weight_decay, mask=_decay_mask),
+            optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
             optax.sgd(schedule, momentum=opt.momentum),
         )
     raise ValueError(f"unknown optimizer {opt.name!r}; known optimizers: ['adamw', 'lars', 'sgd']")
@@ -72,3 +84,28 @@ def build_optimizer(config: ml_collections.ConfigDict) -> tuple[optax.GradientTr
         ssl = optax.chain(optax.clip_by_global_norm(config.optimizer.grad_clip_norm), ssl)
     probe = optax.adamw(config.probe.learning_rate, weight_decay=config.probe.weight_decay)
     return optax.multi_transform({"ssl": ssl, "probe": probe}, _param_labels), schedule
+
+
+def build_finetune_optimizer(
+    config: ml_collections.ConfigDict, *, lr_scale: Callable[[tuple[str, ...]], float]
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """AdamW for `config.finetune` with per-parameter learning-rate scales (layer-wise decay).
+
+    The scale multiplies the whole AdamW update, decoupled weight decay included, which is
+    exactly AdamW with that parameter's learning rate scaled (as MAE/BEiT's parameter groups).
+    """
+    ft = config.finetune
+    schedule = warmup_cosine(
+        peak=ft.learning_rate,
+        warmup_steps=ft.warmup_steps,
+        total_steps=ft.steps,
+        end_ratio=ft.min_learning_rate_ratio,
+    )
+    parts = [optax.clip_by_global_norm(ft.grad_clip_norm)] if ft.grad_clip_norm > 0 else []
+    parts += [
+        optax.scale_by_adam(b1=ft.b1, b2=ft.b2),
+        optax.add_decayed_weights(ft.weight_decay, mask=decay_mask),
+        scale_by_layer(lr_scale),
+        optax.scale_by_learning_rate(schedule),
+    ]
+    return optax.chain(*parts), schedule

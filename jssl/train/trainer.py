@@ -24,6 +24,7 @@ from jax.experimental import multihost_utils
 
 from jssl import data, methods, sharding
 from jssl.checkpoint import Checkpointer
+from jssl.config import save_config
 from jssl.evaluators import knn_accuracy, linear_probe_accuracy
 from jssl.metrics import MetricWriter
 from jssl.train.optimizers import build_optimizer
@@ -275,7 +276,7 @@ def _freeze(tree: Any, frozen_steps: dict[str, int], step: jax.Array) -> Any:
 # ==================================================================================================
 
 
-def _in_chunks(images: np.ndarray, fn, *, chunk: int, ways: int, mesh) -> list[np.ndarray]:
+def map_in_chunks(images: np.ndarray, fn, *, chunk: int, ways: int, mesh) -> list[np.ndarray]:
     """Applies a jit'd batch function over `images` in fixed-size chunks (padded: one compile)."""
     chunk = max(ways * jax.process_count(), chunk - chunk % (ways * jax.process_count()))
     outs: list[list[np.ndarray]] = []
@@ -303,8 +304,8 @@ def evaluate(
     c = exp.config
     fn = lambda x: exp.represent(state.params, state.buffers, x, batch_statistics)  # noqa: E731
     ways = sharding.batch_size_per_shard(exp.mesh)
-    train_features, _ = _in_chunks(eval_data["train_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
-    test_features, test_logits = _in_chunks(
+    train_features, _ = map_in_chunks(eval_data["train_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
+    test_features, test_logits = map_in_chunks(
         eval_data["test_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh
     )
     results = _feature_evals(c, train_features, test_features, eval_data, offline_probe=offline_probe)
@@ -346,11 +347,19 @@ def load_eval_data(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
 # ==================================================================================================
 
 
-def _fetch(metrics: dict[str, jax.Array]) -> dict[str, float]:
+def fetch(metrics: dict[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def _raise_if_nonfinite(state: TrainState, last_checkpoint: int | None) -> None:
+PRETRAINING_ADVICE = (
+    "Lower optimizer.base_learning_rate, add optimizer.grad_clip_norm, or use model.dtype='float32'."
+)
+
+
+def raise_if_nonfinite(
+    state: TrainState, last_checkpoint: int | None, *, what: str = "training", advice: str = PRETRAINING_ADVICE
+) -> None:
+    """Raises `NonFiniteLossError` naming the first step whose loss was NaN or inf, if any."""
     bad = int(state.first_nonfinite_step)
     if bad >= 0:
         hint = (
@@ -359,8 +368,7 @@ def _raise_if_nonfinite(state: TrainState, last_checkpoint: int | None) -> None:
             else "no checkpoint was saved"
         )
         raise NonFiniteLossError(
-            f"the training loss became non-finite (NaN or inf) at step {bad}; stopping ({hint}). "
-            "Lower optimizer.base_learning_rate, add optimizer.grad_clip_norm, or use model.dtype='float32'."
+            f"the {what} loss became non-finite (NaN or inf) at step {bad}; stopping ({hint}). {advice}"
         )
 
 
@@ -389,9 +397,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     validate_config(config)
     workdir = prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
-    if is_chief:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+    if is_chief and not save_config(config, os.path.join(workdir, "config.json")):
+        log.warning("config.json does not load back exactly (non-JSON values?): `jssl eval` will need --config")
 
     train_source = data.get_source(config.data.name, config.data.train_split, **source_options(config))
     image_shape = tuple(train_source[0]["image"].shape)
@@ -446,11 +453,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             done = step + 1
 
             if done % config.log_every_steps == 0 or done == config.total_steps:
-                _raise_if_nonfinite(state, last_saved)
+                raise_if_nonfinite(state, last_saved)
                 if exp.step_traces() > 1:
                     # A shape or dtype changed between steps: a silent recompile costs minutes on a cluster.
                     raise RuntimeError(f"the train step was recompiled ({exp.step_traces()} traces by step {done})")
-                scalars = _fetch(metrics)
+                scalars = fetch(metrics)
                 now = time.perf_counter()
                 scalars["steps_per_second"] = (done - last_log_step) / max(now - last_log_time, 1e-9)
                 last_log_step, last_log_time = done, now
@@ -460,7 +467,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                     progress.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{scalars['learning_rate']:.3g}")
 
             if done % config.checkpoint.every_steps == 0 or done == config.total_steps:
-                _raise_if_nonfinite(state, last_saved)
+                raise_if_nonfinite(state, last_saved)
                 if checkpointer.save(done, state, train_iter, force=done == config.total_steps):
                     last_saved = done
 
