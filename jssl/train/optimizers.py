@@ -1,8 +1,8 @@
 """Optimizers from config: LARS / AdamW / SGD with warmup + cosine, and the online probe's own.
 
 Weight decay (and LARS's trust ratio) is masked off biases and normalization parameters,
-i.e. everything with fewer than two dimensions, as in SimCLR/BYOL. The online linear probe
-gets its own optimizer so its learning rate never depends on the SSL recipe.
+i.e. everything with fewer than two dimensions or named `*bias`, as in SimCLR/BYOL/DINO. The
+online linear probe gets its own optimizer so its learning rate never depends on the SSL recipe.
 """
 
 from __future__ import annotations
@@ -29,8 +29,16 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     )
 
 
+def _leaf_name(path) -> str:
+    """The parameter's own name: the last dict key of its path (NNX adds a `.value` attribute)."""
+    names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+    return str(names[-1]) if names else ""
+
+
 def _decay_mask(params: Any) -> Any:
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    # Biases are excluded by name as well as by shape: a Transformer's fused query/key/value
+    # bias is [3, heads, head_dim], several dimensions yet still a bias.
+    return jax.tree_util.tree_map_with_path(lambda path, p: p.ndim > 1 and not _leaf_name(path).endswith("bias"), params)
 
 
 def _top_level_name(path) -> str:
