@@ -81,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.warmup_steps = 10
     c.optimizer.min_learning_rate_ratio = 0.0
     c.optimizer.weight_decay = 1e-6
+    # 'constant', or 'cosine' from weight_decay to weight_decay_end over the run (DINO's ViTs).
+    c.optimizer.weight_decay_schedule = "constant"
+    c.optimizer.weight_decay_end = 0.0
     c.optimizer.momentum = 0.9
     c.optimizer.b1 = 0.9
     c.optimizer.b2 = 0.999

@@ -104,15 +104,30 @@ def resize_pos_embed(table: jax.Array, grid: tuple[int, int], new_grid: tuple[in
     return out.reshape(new_grid[0] * new_grid[1], d)
 
 
-class PatchEmbed(nnx.Module):
-    """Non-overlapping `p x p` patches -> `embed_dim` (a stride-p convolution, as a matmul)."""
+class FrozenParam(nnx.Variable):
+    """A weight that keeps its initial value: not an `nnx.Param`, so never optimized or decayed.
 
-    def __init__(self, *, patch_size: int, in_channels: int, embed_dim: int, dtype: Any, rngs: nnx.Rngs):
-        # MAE initializes the patch projection like a linear layer on the flattened patch.
+    MoCo v3's "stop-grad conv1" (a frozen random patch projection, Sec. 4.2 of the paper).
+    It is sharded and checkpointed like any other variable; a `teacher_copy` keeps it as is.
+    """
+
+
+class PatchEmbed(nnx.Module):
+    """Non-overlapping `p x p` patches -> `embed_dim` (a stride-p convolution, as a matmul).
+
+    `frozen=True` keeps the random initial projection (`FrozenParam`).
+    """
+
+    def __init__(
+        self, *, patch_size: int, in_channels: int, embed_dim: int, frozen: bool = False, dtype: Any, rngs: nnx.Rngs
+    ):
+        # MAE and MoCo v3 initialize the patch projection like a linear layer on the flattened
+        # patch (Xavier-uniform with fans p * p * c and embed_dim).
         init = nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=(0, 1, 2), out_axis=3)
         shape = (patch_size, patch_size, in_channels, embed_dim)
-        self.kernel = nnx.Param(logical(init, (None, None, None, "embed"))(rngs.params(), shape, jnp.float32))
-        self.bias = nnx.Param(logical(nnx.initializers.zeros_init(), ("embed",))(rngs.params(), (embed_dim,)))
+        kind = FrozenParam if frozen else nnx.Param
+        self.kernel = kind(logical(init, (None, None, None, "embed"))(rngs.params(), shape, jnp.float32))
+        self.bias = kind(logical(nnx.initializers.zeros_init(), ("embed",))(rngs.params(), (embed_dim,)))
         self.patch_size = patch_size
         self.dtype = dtype
 
@@ -138,6 +153,7 @@ class VisionTransformer(nnx.Module):
       drop_path: stochastic depth of the last block (linear from 0 over the blocks).
       remat: rematerialize each block in the backward pass.
       qkv_bias: biases on the query/key/value projection.
+      frozen_patch_embed: keep the random patch projection fixed (MoCo v3's stability trick).
       dtype: compute dtype (bfloat16 for mixed precision); parameters stay float32.
     """
 
@@ -158,6 +174,7 @@ class VisionTransformer(nnx.Module):
         drop_path: float = 0.0,
         remat: bool = False,
         qkv_bias: bool = True,
+        frozen_patch_embed: bool = False,
         dtype: Any = jnp.float32,
         rngs: nnx.Rngs,
     ):
@@ -183,7 +200,12 @@ class VisionTransformer(nnx.Module):
             sincos_2d(self.base_grid, embed_dim)  # fail now, not at the first call, on a bad width
 
         self.patch_embed = PatchEmbed(
-            patch_size=patch_size, in_channels=in_channels, embed_dim=embed_dim, dtype=dtype, rngs=rngs
+            patch_size=patch_size,
+            in_channels=in_channels,
+            embed_dim=embed_dim,
+            frozen=frozen_patch_embed,
+            dtype=dtype,
+            rngs=rngs,
         )
         trunc = nnx.initializers.truncated_normal(0.02)
         axes = (None, None, "embed")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -26,6 +27,27 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
         warmup_steps=warmup,
         decay_steps=max(config.total_steps, warmup + 1),
         end_value=peak * opt.min_learning_rate_ratio,
+    )
+
+
+def weight_decay_schedule(config: ml_collections.ConfigDict) -> optax.ScalarOrSchedule:
+    """`optimizer.weight_decay`, constant, or cosine to `weight_decay_end` over the run (DINO's ViTs).
+
+    DINO raises the decay 0.04 -> 0.4 with `end + (start - end) (1 + cos(pi k / K)) / 2`.
+    """
+    opt = config.optimizer
+    if opt.weight_decay_schedule == "constant":
+        return opt.weight_decay
+    if opt.weight_decay_schedule == "cosine":
+        start, end, total = float(opt.weight_decay), float(opt.weight_decay_end), max(int(config.total_steps), 1)
+
+        def schedule(step):
+            progress = jnp.minimum(jnp.asarray(step, jnp.float32), total) / total
+            return end + 0.5 * (start - end) * (1.0 + jnp.cos(jnp.pi * progress))
+
+        return schedule
+    raise ValueError(
+        f"unknown optimizer.weight_decay_schedule {opt.weight_decay_schedule!r}; known: ['constant', 'cosine']"
     )
 
 
@@ -54,19 +76,20 @@ def _param_labels(params: Any) -> Any:
 
 def _ssl_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
     opt = config.optimizer
+    weight_decay = weight_decay_schedule(config)
     if opt.name == "lars":
         return optax.lars(
             schedule,
-            weight_decay=opt.weight_decay,
+            weight_decay=weight_decay,
             weight_decay_mask=_decay_mask,
             trust_ratio_mask=_decay_mask,
             momentum=opt.momentum,
         )
     if opt.name == "adamw":
-        return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=_decay_mask)
+        return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=weight_decay, mask=_decay_mask)
     if opt.name == "sgd":
         return optax.chain(
-            optax.add_decayed_weights(opt.weight_decay, mask=_decay_mask),
+            optax.add_decayed_weights(weight_decay, mask=_decay_mask),
             optax.sgd(schedule, momentum=opt.momentum),
         )
     raise ValueError(f"unknown optimizer {opt.name!r}; known optimizers: ['adamw', 'lars', 'sgd']")

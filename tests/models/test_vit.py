@@ -330,3 +330,57 @@ def test_dino_and_moco_v3_train_a_vit_on_mnist(method):
         state, metrics = exp.train_step(state, sharding.host_batch_to_global(batch, mesh))
         assert np.isfinite(float(metrics["loss"]))
     assert exp.step_traces() == 1  # DINO's 28 and 14 px crops: two resolutions, one compile
+
+
+def test_drop_path_state_survives_a_checkpoint_and_the_resumed_step_is_identical(tmp_path):
+    """The drop-path random stream lives in the train state: saved, restored, same next step."""
+    import orbax.checkpoint as ocp
+
+    mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
+    config = _vit_config("simclr")
+    config.model.kwargs.drop_path = 0.5
+    exp = build_experiment(config, image_shape=IMAGE_SHAPE, mesh=mesh)
+    batches = [
+        sharding.host_batch_to_global(view_batch(exp.view_augmentations, config.global_batch_size, seed=s), mesh)
+        for s in range(2)
+    ]
+    state, _ = exp.train_step(exp.init_state(), batches[0])
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "state", state)
+    checkpointer.wait_until_finished()
+    restored = checkpointer.restore(tmp_path / "state", exp.abstract_state)
+    chex.assert_trees_all_equal(jax.device_get(restored), jax.device_get(state))
+    _, expected = exp.train_step(state, batches[1])
+    _, resumed = exp.train_step(restored, batches[1])
+    assert float(resumed["loss"]) == float(expected["loss"])
+
+
+def test_frozen_patch_embedding_is_not_trained_and_is_shared_by_the_teacher():
+    mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
+    config = _vit_config("moco_v3")
+    config.model.kwargs.frozen_patch_embed = True
+    config.model.kwargs.pos_embed = "sincos"
+    exp = build_experiment(config, image_shape=IMAGE_SHAPE, mesh=mesh)
+    state = exp.init_state()
+    assert "patch_embed" not in state.params["method"]["encoder"]
+    assert "pos_embed" not in state.params["method"]["encoder"]  # sin-cos: no parameter
+    before = jax.device_get(state.buffers["method"]["encoder"]["patch_embed"])
+    batch = view_batch(exp.view_augmentations, config.global_batch_size, seed=0)
+    state, metrics = exp.train_step(state, sharding.host_batch_to_global(batch, mesh))
+    assert np.isfinite(float(metrics["loss"]))
+    chex.assert_trees_all_equal(jax.device_get(state.buffers["method"]["encoder"]["patch_embed"]), before)
+    teacher = jax.device_get(state.buffers["method"]["momentum_encoder"]["patch_embed"])
+    chex.assert_trees_all_equal(teacher, before)
+
+
+def test_heads_not_divisible_by_the_tensor_axis_fall_back_to_replication():
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 devices")
+    from jssl import config as common
+
+    mesh = sharding.make_mesh(dict(data=1, fsdp=2, tensor=4))
+    model = nnx.eval_shape(lambda: get_backbone("vit_ti16", in_channels=3, rngs=nnx.Rngs(0)))  # 3 heads
+    shardings = sharding.state_shardings(nnx.state(model, nnx.Param), common.base_config().sharding_rules, mesh)
+    attn = shardings["transformer"]["blocks"][0]["attn"]
+    assert attn["qkv_kernel"].get_value().spec == P("fsdp", None, None, None)  # 3 heads: replicated
+    assert shardings["transformer"]["blocks"][0]["mlp"]["fc1_kernel"].get_value().spec == P("fsdp", "tensor")
