@@ -15,6 +15,10 @@ rules change (`heads` and `mlp` -> `tensor`) and FSDP another (`embed` -> `fsdp`
   * output kernel `[heads, kv, embed]`, bias `[embed]`;
   * MLP kernels `[embed, mlp]` / `[mlp, embed]`, biases `[mlp]` / `[embed]`;
   * LayerNorm scale/bias and LayerScale `[embed]`.
+Activations are constrained (`jssl.models.partitioning.constrain`, active only inside the
+trainer's step) at block boundaries to `[batch, tokens, embed]`, inside attention to
+`[.., batch, tokens, heads, kv]` and inside the MLP to `[batch, tokens, mlp]`: the batch over
+the data-parallel axes, heads and hidden units over the tensor axis (Megatron).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jssl.models.partitioning import logical
+from jssl.models.partitioning import constrain, logical
 
 # MoCo v3 / MAE initialize every linear layer with Xavier-uniform; for the fused q/k/v kernel
 # the fans are those of one of q, k, v ([embed] -> [heads * kv]), as MoCo v3 does explicitly.
@@ -91,7 +95,10 @@ class MultiHeadSelfAttention(nnx.Module):
         qkv = jnp.einsum("bnd,dthk->tbnhk", x.astype(self.dtype), self.qkv_kernel.get_value().astype(self.dtype))
         if self.qkv_bias is not None:
             qkv = qkv + self.qkv_bias.get_value().astype(self.dtype)[:, None, None]
+        # Heads stay split over the tensor axis from the projection to the output projection.
+        qkv = constrain(qkv, (None, "batch", None, "heads", "kv"))
         out = jax.nn.dot_product_attention(qkv[0], qkv[1], qkv[2], mask=mask, implementation=None)
+        out = constrain(out, ("batch", None, "heads", "kv"))
         y = jnp.einsum("bnhk,hkd->bnd", out, self.out_kernel.get_value().astype(self.dtype))
         return y.astype(jnp.float32) + self.out_bias.get_value()
 
@@ -109,6 +116,7 @@ class MLP(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x.astype(self.dtype) @ self.fc1_kernel.get_value().astype(self.dtype)
         h = nnx.gelu(h + self.fc1_bias.get_value().astype(self.dtype), approximate=False)
+        h = constrain(h, ("batch", None, "mlp"))  # hidden units split over the tensor axis
         y = h @ self.fc2_kernel.get_value().astype(self.dtype)
         return y.astype(jnp.float32) + self.fc2_bias.get_value()
 
@@ -276,5 +284,6 @@ class Encoder(nnx.Module):
         if self.remat:
             run = nnx.remat(run)
         for block in self.blocks:
-            x = run(block, x)
+            # The residual stream between blocks: batch-sharded, replicated over the tensor axis.
+            x = run(block, constrain(x, ("batch", None, "embed")))
         return self.norm(x)

@@ -25,6 +25,7 @@ from jax.sharding import PartitionSpec as P
 from jssl import sharding
 from jssl.methods.common import teacher_copy
 from jssl.models import get_backbone
+from jssl.models.partitioning import activation_sharding, constrain
 from jssl.models.transformer import Encoder
 from jssl.models.vit import VITS, patchify, resize_pos_embed, sincos_2d
 from jssl.train import build_experiment
@@ -196,6 +197,15 @@ def test_interpolated_sincos_table_equals_the_freshly_computed_one():
 # ==================================================================================================
 
 
+def test_constrain_is_a_no_op_outside_the_trainer_and_checks_its_axes():
+    x = jnp.ones((2, 3, 4))
+    assert constrain(x, ("batch", None, "embed")) is x
+    mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
+    with activation_sharding(sharding.activation_sharding_fn((), mesh)):
+        with pytest.raises(ValueError, match="2 axis names"):
+            constrain(x, ("batch", None))
+
+
 def test_key_mask_makes_padding_invisible():
     encoder = Encoder(depth=2, embed_dim=16, num_heads=4, mlp_dim=32, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (2, 5, 16))
@@ -295,7 +305,8 @@ def test_sharded_vit_step_equals_single_device(axes):
     if jax.device_count() < 8:
         pytest.skip("needs 8 devices")
     _, before1, state1, metrics1 = _single_device()
-    exp, before8, state8, metrics8 = _run_steps(sharding.make_mesh(axes), 1)
+    mesh = sharding.make_mesh(axes)
+    exp, before8, state8, metrics8 = _run_steps(mesh, 1)
     chex.assert_trees_all_close(before1, before8)
     np.testing.assert_allclose(metrics1[0]["loss"], metrics8[0]["loss"], rtol=1e-5, atol=1e-6)
     grads1 = jax.tree.map(lambda a, b: a - b, before1, state1.params)  # SGD, lr 1: the gradient
@@ -313,9 +324,17 @@ def test_sharded_vit_step_equals_single_device(axes):
     assert specs["fc1_kernel"] == P(fsdp, tensor)
     assert specs["fc2_kernel"] == P(tensor, fsdp)
     # The placed arrays really are split: [embed 16, 3, heads 4, kv 4] over fsdp and tensor.
-    placed = exp.init_state().params["method"]["encoder"]["transformer"]["blocks"][0]["attn"]["qkv_kernel"]
+    fresh = exp.init_state()
+    placed = fresh.params["method"]["encoder"]["transformer"]["blocks"][0]["attn"]["qkv_kernel"]
     shard = placed.get_value().addressable_shards[0].data.shape
     assert shard == (16 // axes["fsdp"], 3, 4 // axes["tensor"], 4)
+    # Activations are constrained too: batch over data x fsdp, heads and MLP units over tensor.
+    batch = view_batch(exp.view_augmentations, 16, seed=0)
+    text = exp.train_step.lower(fresh, sharding.host_batch_to_global(batch, mesh)).as_text()
+    constraints = [line for line in text.splitlines() if "sharding_constraint" in line]
+    batch_axes = '{"data"}' if axes["data"] > 1 and axes["fsdp"] == 1 else None
+    assert constraints and (batch_axes is None or all(batch_axes in c for c in constraints))
+    assert any('{"tensor"}' in c for c in constraints) == bool(tensor)
 
 
 @pytest.mark.parametrize("method", ["dino", "moco_v3"])
