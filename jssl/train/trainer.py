@@ -236,8 +236,9 @@ def build_experiment(
 
     def represent(params, buffers, images, batch_statistics: bool = False):
         model = nnx.merge(graphdef, params, buffers, copy=True)
-        if not batch_statistics:
-            model.eval()  # BatchNorm from running statistics
+        # No stochastic layers (drop path, dropout) in evaluation; BatchNorm from running
+        # statistics unless `batch_statistics`.
+        model.set_attributes(deterministic=True, use_running_average=not batch_statistics, raise_if_not_found=False)
         with activation_sharding(activations):
             features = model.method.represent(normalize(images, mean, std, dtype)).astype(jnp.float32)
         return features, model.probe(features)

@@ -403,3 +403,17 @@ def test_heads_not_divisible_by_the_tensor_axis_fall_back_to_replication():
     attn = shardings["transformer"]["blocks"][0]["attn"]
     assert attn["qkv_kernel"].get_value().spec == P("fsdp", None, None, None)  # 3 heads: replicated
     assert shardings["transformer"]["blocks"][0]["mlp"]["fc1_kernel"].get_value().spec == P("fsdp", "tensor")
+
+
+def test_evaluation_features_are_deterministic_with_drop_path():
+    mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
+    config = _vit_config("simclr")
+    config.model.kwargs.drop_path = 0.5
+    exp = build_experiment(config, image_shape=IMAGE_SHAPE, mesh=mesh)
+    state = exp.init_state()
+    images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    # batch_statistics=True is the random-init baseline's mode: BatchNorm from the batch, yet
+    # still no dropped paths.
+    outputs = [exp.represent(state.params, state.buffers, images, mode)[0] for mode in (False, True, True)]
+    for other in outputs[1:]:
+        np.testing.assert_array_equal(other, outputs[0])
