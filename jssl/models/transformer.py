@@ -268,9 +268,7 @@ class Encoder(nnx.Module):
         self.norm = LayerNorm(embed_dim, epsilon=norm_epsilon, dtype=jnp.float32, rngs=rngs)
         self.remat = remat
 
-    def __call__(
-        self, x: jax.Array, *, mask: jax.Array | None = None, key_mask: jax.Array | None = None
-    ) -> jax.Array:
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None, key_mask: jax.Array | None = None) -> jax.Array:
         """`x [batch, tokens, embed]` -> normalized `[batch, tokens, embed]` float32.
 
         `key_mask [batch, tokens]`: True for real tokens, False for padding (text, audio).

@@ -39,8 +39,8 @@ a crop as the same field of view at a different sampling density.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -224,7 +224,7 @@ class VisionTransformer(nnx.Module):
             depth=depth,
             embed_dim=embed_dim,
             num_heads=num_heads,
-            mlp_dim=int(round(embed_dim * mlp_ratio)),
+            mlp_dim=round(embed_dim * mlp_ratio),
             qkv_bias=qkv_bias,
             layer_scale=layer_scale,
             drop_path=drop_path,

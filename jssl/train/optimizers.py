@@ -60,7 +60,10 @@ def _leaf_name(path) -> str:
 def _decay_mask(params: Any) -> Any:
     # Biases are excluded by name as well as by shape: a Transformer's fused query/key/value
     # bias is [3, heads, head_dim], several dimensions yet still a bias.
-    return jax.tree_util.tree_map_with_path(lambda path, p: p.ndim > 1 and not _leaf_name(path).endswith("bias"), params)
+    def decayed(path, p) -> bool:
+        return p.ndim > 1 and not _leaf_name(path).endswith("bias")
+
+    return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def _top_level_name(path) -> str:

@@ -29,7 +29,7 @@ from jssl.models.partitioning import activation_sharding, constrain
 from jssl.models.transformer import Encoder
 from jssl.models.vit import VITS, patchify, resize_pos_embed, sincos_2d
 from jssl.train import build_experiment
-from tests.methods.helpers import apply, tiny_config, view_batch
+from tests.methods.helpers import tiny_config, view_batch
 
 IMAGE_SHAPE = (28, 28, 1)
 # A ViT that compiles in seconds: 16 px wide, 2 blocks, 4 heads (divisible by a tensor axis of
@@ -110,7 +110,7 @@ def test_gap_pooling_without_class_token():
 
 def test_every_parameter_has_logical_axes_of_the_block_family():
     model = _tiny(layer_scale=0.1)
-    params = dict(nnx.state(model, nnx.Param).flat_state())
+    params = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     for path, variable in params.items():
         names = variable.get_metadata().get("out_sharding")
         assert names is not None and len(names) == variable.get_value().ndim, path
@@ -146,13 +146,13 @@ def test_clear_errors():
 
 def test_layer_index_for_layerwise_lr_decay():
     model = _tiny()
-    indices = {path: model.layer_index(path) for path, _ in nnx.state(model, nnx.Param).flat_state()}
+    indices = {path: model.layer_index(path) for path, _ in nnx.to_flat_state(nnx.state(model, nnx.Param))}
     assert indices[("cls_token",)] == indices[("pos_embed",)] == indices[("patch_embed", "kernel")] == 0
     assert indices[("transformer", "blocks", 0, "attn", "qkv_kernel")] == 1
     assert indices[("transformer", "blocks", 1, "mlp", "fc2_bias")] == 2
     assert indices[("transformer", "norm", "scale")] == model.num_layers + 1 == 3
     resnet = nnx.eval_shape(lambda: get_backbone("resnet50", in_channels=3, rngs=nnx.Rngs(0)))
-    rn = {path: resnet.layer_index(path) for path, _ in nnx.state(resnet, nnx.Param).flat_state()}
+    rn = {path: resnet.layer_index(path) for path, _ in nnx.to_flat_state(nnx.state(resnet, nnx.Param))}
     assert rn[("stem_conv", "kernel")] == 0
     assert sorted(set(rn.values())) == [0, 1, 2, 3, 4]
     assert rn[("blocks", 2, "conv1", "kernel")] == 1 and rn[("blocks", 3, "conv1", "kernel")] == 2
@@ -201,9 +201,8 @@ def test_constrain_is_a_no_op_outside_the_trainer_and_checks_its_axes():
     x = jnp.ones((2, 3, 4))
     assert constrain(x, ("batch", None, "embed")) is x
     mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
-    with activation_sharding(sharding.activation_sharding_fn((), mesh)):
-        with pytest.raises(ValueError, match="2 axis names"):
-            constrain(x, ("batch", None))
+    with activation_sharding(sharding.activation_sharding_fn((), mesh)), pytest.raises(ValueError, match="2 axis"):
+        constrain(x, ("batch", None))
 
 
 def test_key_mask_makes_padding_invisible():
@@ -278,7 +277,7 @@ def _run_steps(mesh, num_steps: int, wrap_step=None):
     return exp, before, after_first, metrics
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _single_device():
     mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
     chex.clear_trace_counter()

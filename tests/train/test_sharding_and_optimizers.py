@@ -9,8 +9,8 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from jssl import sharding
 from jssl import config as common
+from jssl import sharding
 from jssl.train.optimizers import build_optimizer, learning_rate_schedule, weight_decay_schedule
 from tests.train.helpers import tiny_config
 
@@ -117,7 +117,10 @@ def test_default_rules_shard_resnets_by_fsdp_and_transformers_by_fsdp_and_tensor
         pytest.skip("needs 8 devices")
     rules = common.base_config().sharding_rules
     mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
-    spec = lambda *names: sharding.logical_to_mesh_spec(P(*names), rules, mesh)  # noqa: E731
+
+    def spec(*names):
+        return sharding.logical_to_mesh_spec(P(*names), rules, mesh)
+
     assert spec(None, None, "conv_in", "conv_out") == P(None, None, None, "fsdp")
     assert spec("embed", None, "heads", "kv") == P("fsdp", None, "tensor", None)
     assert spec("heads", "kv", "embed") == P("tensor", None, "fsdp")
