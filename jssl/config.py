@@ -25,8 +25,19 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Mesh axis sizes; one -1 takes the remaining devices. The batch is split over data x fsdp.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
-    # Logical parameter axis -> mesh axis (None: replicated). FSDP shards output channels.
-    c.sharding_rules = (("conv_out", "fsdp"), ("mlp", "fsdp"), ("embed", None), ("conv_in", None))
+    # Logical parameter axis -> mesh axis (None: replicated); a mesh axis of size 1 is dropped,
+    # and a dimension it does not divide is replicated (`jssl.sharding`). FSDP shards ResNet
+    # output channels and the Transformer width (`embed`); tensor parallelism (Megatron) shards
+    # attention heads and the MLP's hidden units, so a block needs one all-reduce per branch.
+    c.sharding_rules = (
+        ("conv_out", "fsdp"),
+        ("conv_in", None),
+        ("embed", "fsdp"),
+        ("mlp", "tensor"),
+        ("heads", "tensor"),
+        ("kv", None),
+        ("vocab", "tensor"),
+    )
     # Initialize jax.distributed (multi-host). 'auto' does so when a cluster is detected.
     c.distributed = "auto"
 
@@ -73,6 +84,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.warmup_steps = 10
     c.optimizer.min_learning_rate_ratio = 0.0
     c.optimizer.weight_decay = 1e-6
+    # 'constant', or 'cosine' from weight_decay to weight_decay_end over the run (DINO's ViTs).
+    c.optimizer.weight_decay_schedule = "constant"
+    c.optimizer.weight_decay_end = 0.0
     c.optimizer.momentum = 0.9
     c.optimizer.b1 = 0.9
     c.optimizer.b2 = 0.999

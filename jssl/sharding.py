@@ -122,6 +122,22 @@ def state_shardings(abstract_state: Any, rules: Sequence[tuple[str, Any]], mesh:
     return jax.tree.map(sharding_of, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+def activation_sharding_fn(rules: Sequence[tuple[str, Any]], mesh: Mesh):
+    """`(logical axes, shape) -> NamedSharding` for activations (`jssl.models.partitioning.constrain`).
+
+    The logical name `batch` means `BATCH_AXES` unless the rules say otherwise. As for
+    parameters, a mesh axis is used once per array (the batch claims `fsdp` before `embed`
+    can) and a dimension the mesh axes do not divide is left replicated.
+    """
+    table = (("batch", BATCH_AXES),) + tuple(rules)
+
+    def fn(axes: tuple[str | None, ...], shape: tuple[int, ...]) -> NamedSharding:
+        spec = logical_to_mesh_spec(P(*axes), table, mesh)
+        return NamedSharding(mesh, _divides(spec, shape, mesh))
+
+    return fn
+
+
 def host_batch_to_global(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Places this process's share of a batch as one global array per key, split over the batch axes."""
     sharding = batch_sharding(mesh)

@@ -31,7 +31,8 @@ def teacher_copy(module: nnx.Module) -> nnx.Module:
     """A copy of `module` whose `Param`s become `Teacher`s (same values, same logical axes).
 
     BatchNorm statistics are copied as they are, so the teacher keeps running statistics of
-    its own. Parameters stay float32 whatever the module's compute dtype.
+    its own. Parameters stay float32 whatever the module's compute dtype. Stochastic layers
+    (drop path, dropout) are made deterministic.
     """
     graphdef, state = nnx.split(module)
 
@@ -41,7 +42,11 @@ def teacher_copy(module: nnx.Module) -> nnx.Module:
             return Teacher(value, **variable.get_metadata())
         return type(variable)(value, **variable.get_metadata())
 
-    return nnx.merge(graphdef, jax.tree.map(convert, state, is_leaf=lambda x: isinstance(x, nnx.Variable)))
+    teacher = nnx.merge(graphdef, jax.tree.map(convert, state, is_leaf=lambda x: isinstance(x, nnx.Variable)))
+    # Teachers never drop paths or units (stochastic depth, dropout): the DINO and MoCo v3
+    # reference code builds the teacher without them, so its targets are deterministic.
+    teacher.set_attributes(deterministic=True, raise_if_not_found=False)
+    return teacher
 
 
 def ema_update(teacher: nnx.Module, student: nnx.Module, momentum: jax.Array) -> None:

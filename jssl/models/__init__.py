@@ -1,7 +1,7 @@
 """Backbones and heads, found by variant name.
 
-`get_backbone('resnet18', in_channels=3, ...)` builds a backbone; unknown names raise a
-`ValueError` listing the known ones.
+`get_backbone('resnet18', in_channels=3, ...)` or `get_backbone('vit_s16', ...)` builds a
+backbone; unknown names raise a `ValueError` listing the known ones.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from flax import nnx
 
 from jssl.models.heads import LinearClassifier, MLPHead
 from jssl.models.resnet import RESNETS, ResNet
+from jssl.models.vit import VITS, VisionTransformer
 
-BACKBONES = dict(RESNETS)
+BACKBONES = {**RESNETS, **VITS}
 
 
 def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
@@ -23,4 +24,4 @@ def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
     return BACKBONES[name](rngs=rngs, **kwargs)
 
 
-__all__ = ["BACKBONES", "LinearClassifier", "MLPHead", "ResNet", "get_backbone"]
+__all__ = ["BACKBONES", "LinearClassifier", "MLPHead", "ResNet", "VisionTransformer", "get_backbone"]

@@ -144,14 +144,18 @@ class ResNet(nnx.Module):
         self.stem_conv = conv(in_channels, base, stem_kernel, stem_stride, dtype=dtype, rngs=rngs)
         self.stem_bn = batch_norm(base, dtype=dtype, rngs=rngs)
         blocks = []
+        stages = []
         in_features = base
         for stage, num_blocks in enumerate(stage_sizes):
             features = base * 2**stage
             for index in range(num_blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
                 blocks.append(block(in_features, features, stride, dtype=dtype, rngs=rngs))
+                stages.append(stage)
                 in_features = features * block.expansion
         self.blocks = nnx.List(blocks)
+        self.block_stages = tuple(stages)  # stage of each block, for `layer_index`
+        self.num_layers = len(stage_sizes)
         self.feature_dim = in_features
 
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -162,6 +166,19 @@ class ResNet(nnx.Module):
             x = block(x)
         # Pool in float32: a bf16 mean over many positions loses precision.
         return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+
+    def layer_index(self, path: Sequence[str | int]) -> int:
+        """Depth of the parameter at `path` (relative to this module) for layer-wise lr decay.
+
+        0 for the stem, s + 1 for stage s (1..4 in a ResNet-50), `num_layers + 1` for anything
+        after the stages (none today; a classifier added by fine-tuning).
+        """
+        head = str(path[0]) if path else ""
+        if head in ("stem_conv", "stem_bn"):
+            return 0
+        if head == "blocks" and len(path) > 1:
+            return self.block_stages[int(path[1])] + 1
+        return self.num_layers + 1
 
 
 def _resnet(stage_sizes: Sequence[int], block, width: int = 64) -> Callable[..., ResNet]:

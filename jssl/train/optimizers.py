@@ -1,8 +1,8 @@
 """Optimizers from config: LARS / AdamW / SGD with warmup + cosine, the online probe's own, fine-tuning's.
 
 Weight decay (and LARS's trust ratio) is masked off biases and normalization parameters,
-i.e. everything with fewer than two dimensions, as in SimCLR/BYOL. The online linear probe
-gets its own optimizer so its learning rate never depends on the SSL recipe.
+i.e. everything with fewer than two dimensions or named `*bias`, as in SimCLR/BYOL/DINO. The
+online linear probe gets its own optimizer so its learning rate never depends on the SSL recipe.
 """
 
 from __future__ import annotations
@@ -40,9 +40,39 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     )
 
 
+def weight_decay_schedule(config: ml_collections.ConfigDict) -> optax.ScalarOrSchedule:
+    """`optimizer.weight_decay`, constant, or cosine to `weight_decay_end` over the run (DINO's ViTs).
+
+    DINO raises the decay 0.04 -> 0.4 with `end + (start - end) (1 + cos(pi k / K)) / 2`: optax's
+    cosine decay with `alpha = end / start` (> 1 makes it rise).
+    """
+    opt = config.optimizer
+    if opt.weight_decay_schedule == "constant":
+        return opt.weight_decay
+    if opt.weight_decay_schedule == "cosine":
+        start, end = float(opt.weight_decay), float(opt.weight_decay_end)
+        if start <= 0:
+            raise ValueError(f"a cosine weight-decay schedule needs optimizer.weight_decay > 0; got {start}")
+        return optax.cosine_decay_schedule(start, max(int(config.total_steps), 1), alpha=end / start)
+    raise ValueError(
+        f"unknown optimizer.weight_decay_schedule {opt.weight_decay_schedule!r}; known: ['constant', 'cosine']"
+    )
+
+
+def _leaf_name(path) -> str:
+    """The parameter's own name: the last dict key of its path (NNX adds a `.value` attribute)."""
+    names = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+    return str(names[-1]) if names else ""
+
+
 def decay_mask(params: Any) -> Any:
     """True for the weights that get weight decay: all but biases and normalization parameters."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    # Biases are excluded by name as well as by shape: a Transformer's fused query/key/value
+    # bias is [3, heads, head_dim], several dimensions yet still a bias.
+    def decayed(path, p) -> bool:
+        return p.ndim > 1 and not _leaf_name(path).endswith("bias")
+
+    return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def _top_level_name(path) -> str:
@@ -58,19 +88,20 @@ def _param_labels(params: Any) -> Any:
 
 def _ssl_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
     opt = config.optimizer
+    weight_decay = weight_decay_schedule(config)
     if opt.name == "lars":
         return optax.lars(
             schedule,
-            weight_decay=opt.weight_decay,
+            weight_decay=weight_decay,
             weight_decay_mask=decay_mask,
             trust_ratio_mask=decay_mask,
             momentum=opt.momentum,
         )
     if opt.name == "adamw":
-        return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=decay_mask)
+        return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=weight_decay, mask=decay_mask)
     if opt.name == "sgd":
         return optax.chain(
-            optax.add_decayed_weights(opt.weight_decay, mask=decay_mask),
+            optax.add_decayed_weights(weight_decay, mask=decay_mask),
             optax.sgd(schedule, momentum=opt.momentum),
         )
     raise ValueError(f"unknown optimizer {opt.name!r}; known optimizers: ['adamw', 'lars', 'sgd']")

@@ -27,6 +27,7 @@ from jssl.checkpoint import Checkpointer
 from jssl.config import save_config
 from jssl.evaluators import knn_accuracy, linear_probe_accuracy
 from jssl.metrics import MetricWriter
+from jssl.models.partitioning import activation_sharding
 from jssl.train.optimizers import build_optimizer
 from jssl.train.state import SSLModel, TrainState
 
@@ -173,8 +174,14 @@ def build_experiment(
     replicated = sharding.replicated(mesh)
 
     traces = [0]
+    # Logical names of activations (`constrain` in the models) -> shardings, while tracing.
+    activations = sharding.activation_sharding_fn(config.sharding_rules, mesh)
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+        with activation_sharding(activations):
+            return _train_step(state, batch)
+
+    def _train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
         traces[0] += 1  # runs at trace time only: counts compilations
         rng = jax.random.fold_in(state.rng, state.step)
         views = [normalize(batch[f"view_{i}"], mean, std, dtype) for i in range(num_views)]
@@ -230,9 +237,11 @@ def build_experiment(
 
     def represent(params, buffers, images, batch_statistics: bool = False):
         model = nnx.merge(graphdef, params, buffers, copy=True)
-        if not batch_statistics:
-            model.eval()  # BatchNorm from running statistics
-        features = model.method.represent(normalize(images, mean, std, dtype)).astype(jnp.float32)
+        # No stochastic layers (drop path, dropout) in evaluation; BatchNorm from running
+        # statistics unless `batch_statistics`.
+        model.set_attributes(deterministic=True, use_running_average=not batch_statistics, raise_if_not_found=False)
+        with activation_sharding(activations):
+            features = model.method.represent(normalize(images, mean, std, dtype)).astype(jnp.float32)
         return features, model.probe(features)
 
     jitted_represent = jax.jit(

@@ -13,6 +13,9 @@ from tests.train.helpers import REPO, load_config
 METHOD_NAMES = sorted(methods.METHODS)
 TINY_DIM = 16
 TINY_QUEUE = 64  # a multiple of every test batch (8, 16, 32) and of MoCo v2's two pushed key batches
+TINY_VIT = dict(embed_dim=16, depth=1, num_heads=2, mlp_ratio=2.0)
+# ImageNet recipes with a ViT backbone: `configs/<name>.py`, beside each method's `<method>_imagenet.py`.
+VIT_RECIPES = ["dino_vit_imagenet", "moco_v3_vit_imagenet"]
 
 
 def config_path(name: str, kind: str = "mnist") -> str:
@@ -25,12 +28,12 @@ def tiny_overrides(config) -> dict[str, Any]:
     Widths are found by name (`*_dim`, prototype counts) and queues by `queue` in the name, so a
     new method's fields are shrunk without listing them here.
     """
-    out: dict[str, Any] = {
-        "model.name": "resnet_mini",
-        "model.kwargs.width_multiplier": 0.25,
-        "eval.baselines": False,
-        "eval.every_steps": 0,
-    }
+    out: dict[str, Any] = {"eval.baselines": False, "eval.every_steps": 0}
+    if config.model.name.startswith("vit"):
+        # Keep the recipe's ViT (its patch size, position embeddings, pooling), one narrow block.
+        out.update({f"model.kwargs.{k}": v for k, v in TINY_VIT.items()})
+    else:
+        out.update({"model.name": "resnet_mini", "model.kwargs.width_multiplier": 0.25})
     for key, value in config.method.items():
         if isinstance(value, bool) or not isinstance(value, int):
             continue

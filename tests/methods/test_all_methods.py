@@ -5,7 +5,8 @@
 - the step compiles once (multi-crop included);
 - teachers are not parameters, are not in the optimizer state and receive no gradient;
 - each method has its CPU recipe and its ImageNet recipe, and the ImageNet recipe runs end to end
-  (2 steps) on a tiny ImageNet-structured TFDS data set with the model shrunk;
+  (2 steps) on a tiny ImageNet-structured TFDS data set with the model shrunk; so do the ViT
+  ImageNet recipes (`VIT_RECIPES`);
 - a run killed with SIGKILL resumes with exactly the losses of the uninterrupted run.
 """
 
@@ -33,6 +34,7 @@ from jssl.train.trainer import view_augmentations
 from tests.methods.helpers import (
     METHOD_NAMES,
     REPO,
+    VIT_RECIPES,
     apply,
     as_cli,
     config_path,
@@ -167,8 +169,19 @@ def test_method_has_cpu_and_imagenet_recipes(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_imagenet_recipe_runs_two_steps_on_tiny_imagenet(name, tiny_imagenet, tmp_path):
+    _run_imagenet_recipe(f"{name}_imagenet", tiny_imagenet, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", VIT_RECIPES)
+def test_vit_imagenet_recipe_runs_two_steps_on_tiny_imagenet(recipe, tiny_imagenet, tmp_path):
+    assert load_config(None, name=recipe).model.name.startswith("vit_")
+    _run_imagenet_recipe(recipe, tiny_imagenet, tmp_path)
+
+
+def _run_imagenet_recipe(recipe: str, tiny_imagenet, tmp_path) -> None:
     tfds_name, data_dir = tiny_imagenet
-    config = load_config(None, name=f"{name}_imagenet")
+    config = load_config(None, name=recipe)
     apply(config, tiny_overrides(config))
     apply(
         config,

@@ -9,8 +9,9 @@ import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from jssl import config as common
 from jssl import sharding
-from jssl.train.optimizers import build_optimizer, learning_rate_schedule
+from jssl.train.optimizers import build_optimizer, learning_rate_schedule, weight_decay_schedule
 from tests.train.helpers import tiny_config
 
 
@@ -63,11 +64,15 @@ def test_weight_decay_skips_biases_and_norms(name):
         }
     )
     tx, _ = build_optimizer(config)
-    params = {"method": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,))}, "probe": {"kernel": jnp.ones((3, 2))}}
+    params = {
+        "method": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones((3,)), "qkv_bias": jnp.ones((3, 2, 2))},
+        "probe": {"kernel": jnp.ones((3, 2))},
+    }
     zero_grads = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zero_grads, tx.init(params), params)
     assert np.all(np.asarray(updates["method"]["kernel"]) < 0)  # decayed
     np.testing.assert_array_equal(updates["method"]["bias"], 0.0)  # not decayed
+    np.testing.assert_array_equal(updates["method"]["qkv_bias"], 0.0)  # a bias, however many dims
     np.testing.assert_array_equal(updates["probe"]["kernel"], 0.0)  # probe: own optimizer, no decay
 
 
@@ -80,3 +85,43 @@ def test_probe_has_its_own_learning_rate():
     np.testing.assert_array_equal(updates["method"]["kernel"], 0.0)
     assert np.all(np.asarray(updates["probe"]["kernel"]) < 0)
     assert isinstance(tx, optax.GradientTransformation)
+
+
+def test_weight_decay_cosine_schedule_and_its_use_by_adamw():
+    config = tiny_config(
+        **{
+            "optimizer.name": "adamw",
+            "optimizer.weight_decay": 0.04,
+            "optimizer.weight_decay_schedule": "cosine",
+            "optimizer.weight_decay_end": 0.4,
+            "optimizer.warmup_steps": 0,
+            "total_steps": 100,
+        }
+    )
+    wd = weight_decay_schedule(config)
+    assert float(wd(0)) == pytest.approx(0.04)
+    assert float(wd(50)) == pytest.approx(0.22)
+    assert float(wd(100)) == pytest.approx(0.4) and float(wd(150)) == pytest.approx(0.4)
+    # With zero gradients AdamW's update is -lr * wd * param: the decay in use is the schedule's.
+    tx, lr = build_optimizer(config)
+    params = {"method": {"kernel": jnp.ones((2, 2))}, "probe": {"kernel": jnp.ones((2, 2))}}
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    np.testing.assert_allclose(updates["method"]["kernel"], -float(lr(0)) * 0.04, rtol=1e-5)
+    assert weight_decay_schedule(tiny_config()) == tiny_config().optimizer.weight_decay  # default: constant
+    with pytest.raises(ValueError, match="unknown optimizer.weight_decay_schedule 'linear'"):
+        weight_decay_schedule(tiny_config(**{"optimizer.weight_decay_schedule": "linear"}))
+
+
+def test_default_rules_shard_resnets_by_fsdp_and_transformers_by_fsdp_and_tensor():
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 devices")
+    rules = common.base_config().sharding_rules
+    mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
+
+    def spec(*names):
+        return sharding.logical_to_mesh_spec(P(*names), rules, mesh)
+
+    assert spec(None, None, "conv_in", "conv_out") == P(None, None, None, "fsdp")
+    assert spec("embed", None, "heads", "kv") == P("fsdp", None, "tensor", None)
+    assert spec("heads", "kv", "embed") == P("tensor", None, "fsdp")
+    assert spec("embed", "mlp") == P("fsdp", "tensor") and spec("mlp", "embed") == P("tensor", "fsdp")
