@@ -20,17 +20,21 @@ import numpy as np
 PICTURES_DIR = "pictures"
 
 
-def picture_grid(pictures: np.ndarray, *, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
+def picture_grid(pictures: np.ndarray, *, pad: int = 2, pad_value: float = 1.0, min_side: int = 64) -> np.ndarray:
     """Tiles `[rows, cols, h, w, c]` (or `[n, h, w, c]`: one row) floats in [0, 1] into uint8 `[H, W, c]`.
 
     Pictures are separated by `pad` pixels of `pad_value` (white), so neighbouring dark images
-    (MNIST digits) stay apart. Values outside [0, 1] are clipped.
+    (MNIST digits) stay apart. Pictures smaller than `min_side` are enlarged by an integer
+    factor (nearest neighbour: pixels stay visible as pixels), so 28 px digits can be judged
+    by eye. Values outside [0, 1] are clipped.
     """
     x = np.asarray(pictures, dtype=np.float32)
     if x.ndim == 4:
         x = x[None]
     if x.ndim != 5:
         raise ValueError(f"pictures must be [rows, cols, h, w, c] or [n, h, w, c]; got shape {x.shape}")
+    factor = max(1, -(-min_side // max(x.shape[2], x.shape[3])))
+    x = x.repeat(factor, axis=2).repeat(factor, axis=3)
     rows, cols, h, w, c = x.shape
     out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), pad_value, np.float32)
     for r in range(rows):

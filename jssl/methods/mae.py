@@ -13,7 +13,10 @@ after a resume. Evaluation (`represent`) runs the encoder on the full, unmasked 
 
 `pictures` rebuilds a held-out batch for the trainer's picture writer: rows original /
 masked input / reconstruction (visible patches pasted back, predicted patches un-normalized
-with each original patch's mean and variance when `norm_pix_loss`).
+with each original patch's mean and variance when `norm_pix_loss`). Caveat: with
+`norm_pix_loss` those statistics come from the hidden patch itself, so even an untrained
+model's picture shows the digit at patch resolution; only `norm_pix_loss=False` pictures
+show what the model alone predicts.
 
 References:
   He, Chen, Xie, Li, Dollar, Girshick, "Masked Autoencoders Are Scalable Vision Learners",

@@ -22,19 +22,26 @@ def config_path(name: str, kind: str = "mnist") -> str:
 def tiny_overrides(config) -> dict[str, Any]:
     """Field -> value that shrink any method's config to a seconds-long compile.
 
-    Widths are found by name (`*_dim`, prototype counts) and queues by `queue` in the name, so a
-    new method's fields are shrunk without listing them here.
+    Widths are found by name (`*_dim`, prototype counts), depths by `*_depth`, head counts by
+    `*_num_heads` and queues by `queue` in the name, so a new method's fields are shrunk without
+    listing them here. ViT backbones stay ViTs (shrunk to one 16-wide block), others become a
+    quarter-width `resnet_mini`.
     """
-    out: dict[str, Any] = {
-        "model.name": "resnet_mini",
-        "model.kwargs.width_multiplier": 0.25,
-        "eval.baselines": False,
-        "eval.every_steps": 0,
-    }
+    out: dict[str, Any] = {"eval.baselines": False, "eval.every_steps": 0}
+    if config.model.name.startswith("vit"):
+        # A ViT method (MAE) keeps its ViT and patch size, shrunk to one narrow block; its
+        # config lists these kwargs, so command-line overrides reach them too.
+        out.update({"model.kwargs.embed_dim": TINY_DIM, "model.kwargs.depth": 1, "model.kwargs.num_heads": 2})
+    else:
+        out.update({"model.name": "resnet_mini", "model.kwargs.width_multiplier": 0.25})
     for key, value in config.method.items():
         if isinstance(value, bool) or not isinstance(value, int):
             continue
-        if key.endswith("_dim") or key in ("num_prototypes",):
+        if key.endswith("_depth"):  # decoder blocks (MAE)
+            out[f"method.{key}"] = 1
+        elif key.endswith("_num_heads"):  # must divide TINY_DIM
+            out[f"method.{key}"] = 2
+        elif key.endswith("_dim") or key in ("num_prototypes",):
             out[f"method.{key}"] = TINY_DIM
         elif "queue" in key and key.endswith(("size", "length")) and value > 0:
             out[f"method.{key}"] = TINY_QUEUE
