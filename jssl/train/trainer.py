@@ -243,6 +243,7 @@ def build_experiment(
         out_shardings=(batch_sharding, batch_sharding),
         static_argnums=3,
     )
+
     def pictures(params, buffers, images):
         model = nnx.merge(graphdef, params, buffers, copy=True)
         model.eval()  # BN from running statistics, no drop path: pictures of the model as evaluated

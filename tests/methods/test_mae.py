@@ -70,7 +70,7 @@ def test_method_masks_and_losses_are_deterministic_given_the_key():
     b = method([x], step=jnp.int32(0), rngs=nnx.Rngs(5))
     c = method([x], step=jnp.int32(0), rngs=nnx.Rngs(6))
     assert float(a.loss) == float(b.loss) and float(a.loss) != float(c.loss)
-    assert float(a.metrics["mask_ratio"]) == pytest.approx(1 - 12 / 49)
+    assert float(a.metrics["mask_ratio"]) == pytest.approx(1 - method.keep / method.num_patches)
     assert a.features.shape == (4, method.feature_dim)
 
 
@@ -105,11 +105,12 @@ def test_loss_counts_masked_patches_only_and_matches_numpy(norm_pix):
     encoded, mask, ids_restore = method.encode_visible(x, key)
     pred = method.decode(encoded, ids_restore)
     out = method([x], step=jnp.int32(0), rngs=nnx.Rngs(7))
-    expected = _numpy_mae_loss(np.asarray(pred), np.asarray(x), np.asarray(mask) > 0, 4, norm_pix)
+    p = method.patch_size
+    expected = _numpy_mae_loss(np.asarray(pred), np.asarray(x), np.asarray(mask) > 0, p, norm_pix)
     np.testing.assert_allclose(float(out.loss), expected, rtol=1e-5)
 
     # Any change of the prediction on visible patches leaves the loss unchanged...
-    target = losses.patchify(x, 4)
+    target = losses.patchify(x, p)
     visible = (1.0 - mask)[..., None]
     noise = 100.0 * jax.random.normal(jax.random.PRNGKey(1), pred.shape)
     base = losses.mae(pred, target, mask, norm_pix=norm_pix)[0]
@@ -178,8 +179,9 @@ def test_pictures_rows_are_original_masked_and_reconstruction_in_unit_range():
     # The same mask as the loss would draw from this key; visible patches are pasted back.
     _, mask, _ = method.encode_visible((pixels - mean) / std, nnx.Rngs(0).default())
     visible = np.asarray(mask)[..., None] == 0
-    patches = [np.asarray(losses.patchify(jnp.asarray(grid[r]), 4)) for r in range(3)]
-    original = np.asarray(losses.patchify(pixels, 4))
+    p = method.patch_size
+    patches = [np.asarray(losses.patchify(jnp.asarray(grid[r]), p)) for r in range(3)]
+    original = np.asarray(losses.patchify(pixels, p))
     np.testing.assert_allclose(np.where(visible, patches[1], 0), np.where(visible, original, 0), atol=1e-5)
     np.testing.assert_allclose(np.where(visible, patches[2], 0), np.where(visible, original, 0), atol=1e-5)
     assert np.all(patches[1][~np.broadcast_to(visible, patches[1].shape)] == 0.5)  # masked: gray
