@@ -48,12 +48,14 @@ NORM_PIX_EPSILON = 1e-6
 MASK_GRAY = 0.5
 
 
-def num_visible(num_patches: int, mask_ratio: float) -> int:
+def num_visible(*, num_patches: int, mask_ratio: float) -> int:
     """Tokens the encoder sees: `int(n * (1 - ratio))`, the reference code's rounding."""
     return int(num_patches * (1.0 - mask_ratio))
 
 
-def random_masking(key: jax.Array, *, batch: int, num_patches: int, keep: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def random_masking(
+    key: jax.Array, *, batch: int, num_patches: int, keep: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Per-example random subsets of `keep` of `num_patches` tokens.
 
     Returns `(ids_keep [b, keep], mask [b, n] float 1 = removed, ids_restore [b, n])`:
@@ -109,12 +111,11 @@ class MAE(Method):
         self.grid = enc.grid_size(enc.image_size)
         self.num_patches = self.grid[0] * self.grid[1]
         self.patch_size = enc.patch_size
-        self.in_channels = int(in_channels)
 
         self.mask_ratio = float(hp.mask_ratio)
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"method.mask_ratio must be in (0, 1); got {hp.mask_ratio}")
-        self.keep = num_visible(self.num_patches, self.mask_ratio)
+        self.keep = num_visible(num_patches=self.num_patches, mask_ratio=self.mask_ratio)
         if self.keep < 1:
             raise ValueError(
                 f"method.mask_ratio={self.mask_ratio} leaves no visible token of the {self.num_patches} patches "
@@ -128,7 +129,9 @@ class MAE(Method):
 
         dim, depth, heads = int(hp.decoder_embed_dim), int(hp.decoder_depth), int(hp.decoder_num_heads)
         if dim < 1 or depth < 1 or heads < 1:
-            raise ValueError(f"decoder_embed_dim, decoder_depth, decoder_num_heads must be >= 1; got {dim}, {depth}, {heads}")
+            raise ValueError(
+                f"decoder_embed_dim, decoder_depth, decoder_num_heads must be >= 1; got {dim}, {depth}, {heads}"
+            )
         if dim % heads:
             raise ValueError(f"method.decoder_embed_dim {dim} is not divisible by method.decoder_num_heads {heads}")
         if hp.decoder_pos_embed not in DECODER_POS_EMBED_KINDS:

@@ -344,8 +344,12 @@ def _feature_evals(config, train_features, test_features, eval_data, *, offline_
 
 
 def picture_batch(exp: Experiment, state: TrainState, eval_data: dict[str, np.ndarray]) -> jax.Array | None:
-    """The first `eval.num_pictures` held-out images, replicated on the mesh; None when the
-    method makes no pictures (its `pictures` returns an empty dict: found by tracing, not running)."""
+    """The first `eval.num_pictures` held-out images, replicated on the mesh, or None.
+
+    None when `eval.num_pictures` is 0 or the method makes no pictures (its `pictures` returns
+    an empty dict, found by tracing, not running). One fixed batch keeps successive pictures
+    comparable; replicated because it is small and need not divide the batch shards.
+    """
     images = eval_data["test_images"][: exp.config.eval.num_pictures]
     if len(images) == 0:
         return None
@@ -355,7 +359,10 @@ def picture_batch(exp: Experiment, state: TrainState, eval_data: dict[str, np.nd
     return batch
 
 
-def write_pictures(exp: Experiment, state: TrainState, images: jax.Array | None, writer: MetricWriter, step: int) -> None:
+def write_pictures(
+    exp: Experiment, state: TrainState, images: jax.Array | None, writer: MetricWriter, step: int
+) -> None:
+    """The method's pictures of the fixed batch `images` at `step` (nothing when `images` is None)."""
     if images is not None:
         pictures = jax.device_get(exp.pictures(state.params, state.buffers, images))
         writer.write_pictures(step, pictures)

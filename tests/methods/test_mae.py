@@ -45,7 +45,7 @@ def _images(n: int = 4, seed: int = 0) -> jax.Array:
 
 def test_masking_keeps_the_requested_tokens_per_example_and_differs_between_examples():
     b, n = 16, 49
-    keep = num_visible(n, 0.75)
+    keep = num_visible(num_patches=n, mask_ratio=0.75)
     assert keep == 12  # int(49 * 0.25), the reference code's rounding
     ids_keep, mask, ids_restore = random_masking(jax.random.PRNGKey(3), batch=b, num_patches=n, keep=keep)
     ids_keep, mask, ids_restore = map(np.asarray, (ids_keep, mask, ids_restore))
