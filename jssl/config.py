@@ -103,6 +103,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.linear_probe_l2 = 1e-4
     c.eval.batch_size = 500
     c.eval.baselines = True  # raw pixels and a random-init encoder, at the end
+    # Held-out images a method with pictures (MAE reconstructions, samples) draws at each eval
+    # and at the end, into <workdir>/pictures/ and TensorBoard (0: none).
+    c.eval.num_pictures = 8
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every_steps = 100

@@ -13,6 +13,7 @@ from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
 from jssl.methods.byol import BYOL
 from jssl.methods.dino import DINO
+from jssl.methods.mae import MAE
 from jssl.methods.moco_v2 import MoCoV2
 from jssl.methods.moco_v3 import MoCoV3
 from jssl.methods.simclr import SimCLR
@@ -30,6 +31,7 @@ METHODS: dict[str, type[Method]] = {
     "barlow_twins": BarlowTwins,
     "swav": SwAV,
     "dino": DINO,
+    "mae": MAE,
 }
 
 
@@ -50,6 +52,7 @@ __all__ = [
     "BYOL",
     "BarlowTwins",
     "DINO",
+    "MAE",
     "Method",
     "MethodOutput",
     "MoCoV2",

@@ -18,12 +18,16 @@ asks a method exactly these things:
 5. `represent(images)`: the representation used for evaluation (kNN, probes), and
    `backbone()`: the network `represent` runs, whose weights fine-tuning starts from
    (default: `self.encoder`).
+
+Optionally, `pictures(images, rngs=, to_pixels=)`: named picture grids made from a fixed
+held-out batch (reconstructions, samples), which the trainer writes as PNGs and TensorBoard
+images at eval steps and at the end; default: none.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import ml_collections
@@ -81,6 +85,19 @@ class Method(nnx.Module):
         The trainer zeroes their gradients and updates during those steps (as the reference
         code sets the gradients to None), so weight decay and momentum do not move them either.
         """
+        return {}
+
+    def pictures(
+        self, images: jax.Array, *, rngs: nnx.Rngs, to_pixels: Callable[[jax.Array], jax.Array]
+    ) -> dict[str, jax.Array]:
+        """Named pictures of `images` (normalized, as the method sees them) for the trainer to write.
+
+        Each value is a grid `[rows, cols, h, w, c]` (or one row `[n, h, w, c]`) of floats in
+        [0, 1]; `to_pixels` maps normalized images back to [0, 1] pixels. `rngs` is the same
+        fixed key at every call, so successive pictures differ only by training. Default: none
+        (an empty dict, which the trainer detects without running anything).
+        """
+        del images, rngs, to_pixels
         return {}
 
     @property

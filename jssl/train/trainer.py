@@ -107,6 +107,9 @@ class Experiment:
     # jit'd (params, buffers, images, batch_statistics=False) -> (features, probe_logits);
     # batch_statistics=True normalizes with each batch's BN statistics instead of running ones.
     represent: Any
+    # jit'd (params, buffers, uint8 images) -> {name: [rows, cols, h, w, c] in [0, 1]}: the
+    # method's `pictures` of a fixed held-out batch, always with the same random key.
+    pictures: Any
     num_views: int
     view_augmentations: list[str]  # one augmentation spec per view, in view order
     step_traces: Callable[[], int]  # how many times the step was traced (compiled)
@@ -250,6 +253,21 @@ def build_experiment(
         out_shardings=(batch_sharding, batch_sharding),
         static_argnums=3,
     )
+
+    def pictures(params, buffers, images):
+        model = nnx.merge(graphdef, params, buffers, copy=True)
+        model.eval()  # BN from running statistics, no drop path: pictures of the model as evaluated
+        m, s = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+        out = model.method.pictures(
+            normalize(images, mean, std, dtype),
+            rngs=nnx.Rngs(jax.random.PRNGKey(config.seed + 2)),
+            to_pixels=lambda x: x.astype(jnp.float32) * s + m,
+        )
+        return {name: value.astype(jnp.float32) for name, value in out.items()}
+
+    jitted_pictures = jax.jit(
+        pictures, in_shardings=(shardings.params, shardings.buffers, replicated), out_shardings=replicated
+    )
     return Experiment(
         config=config,
         mesh=mesh,
@@ -259,6 +277,7 @@ def build_experiment(
         init_state=init_state,
         train_step=jitted_step,
         represent=jitted_represent,
+        pictures=jitted_pictures,
         num_views=num_views,
         view_augmentations=augmentations,
         step_traces=lambda: traces[0],
@@ -332,6 +351,31 @@ def _feature_evals(config, train_features, test_features, eval_data, *, offline_
             *args, num_classes=config.data.num_classes, steps=e.linear_probe_steps, l2=e.linear_probe_l2
         )
     return results
+
+
+def picture_batch(exp: Experiment, state: TrainState, eval_data: dict[str, np.ndarray]) -> jax.Array | None:
+    """The first `eval.num_pictures` held-out images, replicated on the mesh, or None.
+
+    None when `eval.num_pictures` is 0 or the method makes no pictures (its `pictures` returns
+    an empty dict, found by tracing, not running). One fixed batch keeps successive pictures
+    comparable; replicated because it is small and need not divide the batch shards.
+    """
+    images = eval_data["test_images"][: exp.config.eval.num_pictures]
+    if len(images) == 0:
+        return None
+    batch = jax.make_array_from_callback(images.shape, sharding.replicated(exp.mesh), lambda index: images[index])
+    if not jax.eval_shape(exp.pictures, state.params, state.buffers, batch):
+        return None
+    return batch
+
+
+def write_pictures(
+    exp: Experiment, state: TrainState, images: jax.Array | None, writer: MetricWriter, step: int
+) -> None:
+    """The method's pictures of the fixed batch `images` at `step` (nothing when `images` is None)."""
+    if images is not None:
+        pictures = jax.device_get(exp.pictures(state.params, state.buffers, images))
+        writer.write_pictures(step, pictures)
 
 
 def raw_pixel_baseline(config: ml_collections.ConfigDict, eval_data: dict[str, np.ndarray]) -> dict[str, float]:
@@ -444,6 +488,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     start_step = int(state.step)
 
     writer = MetricWriter(workdir)
+    pictures = picture_batch(exp, state, eval_data)
     progress = None
     if config.progress_bar and is_chief and start_step < config.total_steps:
         from tqdm.auto import tqdm
@@ -484,6 +529,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 results = evaluate(exp, state, eval_data, offline_probe=False)
                 writer.write_scalars(done, {f"eval/{k}": v for k, v in results.items()})
                 log.info("step %d eval %s", done, results)
+                write_pictures(exp, state, pictures, writer, done)
             if progress is not None:
                 progress.update(1)
     finally:
@@ -512,6 +558,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "random_init_batchnorm": "per-batch statistics (an untrained network has no running statistics)",
     }
     writer.write_scalars(final["step"], {f"final/{k}": v for k, v in final["ssl"].items()})
+    write_pictures(exp, state, pictures, writer, final["step"])
     writer.close()
     if is_chief:
         with open(os.path.join(workdir, "results.json"), "w") as f:

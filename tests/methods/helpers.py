@@ -25,19 +25,26 @@ def config_path(name: str, kind: str = "mnist") -> str:
 def tiny_overrides(config) -> dict[str, Any]:
     """Field -> value that shrink any method's config to a seconds-long compile.
 
-    Widths are found by name (`*_dim`, prototype counts) and queues by `queue` in the name, so a
-    new method's fields are shrunk without listing them here.
+    Widths are found by name (`*_dim`, prototype counts), depths by `*_depth`, head counts by
+    `*_num_heads` and queues by `queue` in the name, so a new method's fields are shrunk without
+    listing them here. ViT backbones stay ViTs (shrunk to one 16-wide block), others become a
+    quarter-width `resnet_mini`.
     """
     out: dict[str, Any] = {"eval.baselines": False, "eval.every_steps": 0}
     if config.model.name.startswith("vit"):
-        # Keep the recipe's ViT (its patch size, position embeddings, pooling), one narrow block.
+        # Keep the recipe's ViT (its patch size, position embeddings, pooling), one narrow block;
+        # ViT configs list these kwargs, so command-line overrides reach them too.
         out.update({f"model.kwargs.{k}": v for k, v in TINY_VIT.items()})
     else:
         out.update({"model.name": "resnet_mini", "model.kwargs.width_multiplier": 0.25})
     for key, value in config.method.items():
         if isinstance(value, bool) or not isinstance(value, int):
             continue
-        if key.endswith("_dim") or key in ("num_prototypes",):
+        if key.endswith("_depth"):  # decoder blocks (MAE)
+            out[f"method.{key}"] = 1
+        elif key.endswith("_num_heads"):  # must divide TINY_DIM
+            out[f"method.{key}"] = 2
+        elif key.endswith("_dim") or key in ("num_prototypes",):
             out[f"method.{key}"] = TINY_DIM
         elif "queue" in key and key.endswith(("size", "length")) and value > 0:
             out[f"method.{key}"] = TINY_QUEUE
