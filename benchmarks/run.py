@@ -255,6 +255,15 @@ def report(out: dict[str, Any]) -> str:
                   harness.format_table(rows, [
                       ("name", "entry"), ("share_attention", "attention"), ("share_attention_n2", "of which n^2"),
                       ("share_mlp", "MLP"), ("share_teacher_forward", "teacher fwd"), ("share_rest", "rest")])]
+    profiled = [row for row in out.get("steps", []) if "profile_dir" in row]
+    if profiled:
+        parts += ["", "Profiled device time per step (s, from the jax.profiler trace; GPU kernels by name; "
+                  "empty on CPU) and the trace directory",
+                  harness.format_table(profiled, [
+                      ("name", "entry"), ("step_median_s", "step s"), ("profile_device_total_s", "device s"),
+                      ("profile_matmul_s", "matmul"), ("profile_attention_s", "attention"),
+                      ("profile_collective_s", "collective"), ("profile_copy_s", "copy"), ("profile_other_s", "other"),
+                      ("profile_dir", "trace")])]
     if out.get("flop_checks"):
         parts += ["", "FLOP checks (lowered step; per image per view = XLA FLOPs / (batch x views))",
                   harness.format_table(out["flop_checks"], [

@@ -212,13 +212,20 @@ def run_step(entry: StepEntry, peak_override: float | None = None, profile_dir: 
         result["analytic_components"] = analytic["components"]
         result.update({f"share_{k}": v for k, v in analytic["shares"].items()})
     if profile_dir:
-        result["profile_dir"] = profile_trace(one_step, os.path.join(profile_dir, entry.name))
+        from benchmarks import profile_summary
+
+        result["profile_dir"] = profile_trace(one_step, os.path.join(profile_dir, entry.name), steps=PROFILE_STEPS)
+        result.update({f"profile_{k}": v for k, v in
+                       profile_summary.summarize_trace(result["profile_dir"], steps=PROFILE_STEPS).items()})
     if entry.e2e_steps:
         result.update(run_end_to_end(entry, exp, compiled, holder, mesh))
     return result
 
 
-def profile_trace(one_step, directory: str, *, steps: int = 3) -> str:
+PROFILE_STEPS = 3
+
+
+def profile_trace(one_step, directory: str, *, steps: int) -> str:
     """A `jax.profiler` trace of `steps` already-compiled steps (device kernels and host time)."""
     import jax
 
