@@ -228,19 +228,20 @@ MESHES = {
 # stream): MAE's encoder sees 50 tokens and its 512-wide decoder 197, ~0.1 GB an image, so 256
 # (the paper: 4096 over 64 V100s, 64 each); DINO's student sees 2 x 197 + 10 x 37 tokens an
 # image through ViT-S, 128 (the paper: 1024 over 16 GPUs); MoCo v3 trains ViT-B on two
-# 197-token views, 128 pairs (256 images).
+# 197-token views, 128 pairs (256 images). `limit_devices`: always the first GPU alone, so a
+# batch is per GPU on any host; the scaling entries below cover several GPUs.
 GPU_VIT_STEPS = (
     StepEntry(name="mae-vitb16-224px-b256-bf16", method="mae", recipe="mae_imagenet", model="vit_b16",
-              resolution=256, batch=256, precision="bfloat16", steps=20, warmup=3),
+              resolution=256, batch=256, precision="bfloat16", steps=20, warmup=3, limit_devices=True),
     # DINO's ViT-S/16 recipe differs from configs/dino_imagenet.py's ResNet-50 one where it changes
     # the step: stochastic depth 0.1 and AdamW (weight decay 0.04, its start value).
     StepEntry(name="dino-vits16-2x224+10x96-b128-bf16", method="dino", recipe="dino_imagenet", model="vit_s16",
-              resolution=256, batch=128, precision="bfloat16", steps=20, warmup=3,
+              resolution=256, batch=128, precision="bfloat16", steps=20, warmup=3, limit_devices=True,
               overrides=(("model.kwargs.drop_path", 0.1), ("optimizer.name", "adamw"), ("optimizer.weight_decay", 0.04))),
     # MoCo v3's ViT settings (its paper, Sec. 4 and Table 8 of the appendix): sin-cos positions,
     # 3-layer projector, temperature 0.2, AdamW with weight decay 0.1.
     StepEntry(name="moco_v3-vitb16-224px-b128-bf16", method="moco_v3", recipe="moco_v3_imagenet", model="vit_b16",
-              resolution=256, batch=128, precision="bfloat16", steps=20, warmup=3,
+              resolution=256, batch=128, precision="bfloat16", steps=20, warmup=3, limit_devices=True,
               overrides=(("model.kwargs.pos_embed", "sincos"), ("method.projection_layers", 3),
                          ("method.temperature", 0.2), ("optimizer.name", "adamw"), ("optimizer.weight_decay", 0.1))),
 )
