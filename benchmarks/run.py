@@ -255,6 +255,16 @@ def report(out: dict[str, Any]) -> str:
                   harness.format_table(rows, [
                       ("name", "entry"), ("share_attention", "attention"), ("share_attention_n2", "of which n^2"),
                       ("share_mlp", "MLP"), ("share_teacher_forward", "teacher fwd"), ("share_rest", "rest")])]
+    hlo_rows = [row for row in out.get("steps", []) + out.get("flop_checks", []) if "hlo_mlp_share" in row]
+    if hlo_rows:
+        parts += ["", "XLA's step FLOPs by layer kind (shares; dots of the lowered HLO by source function, "
+                  "elementwise = XLA total - dots; cuDNN attention calls estimated)",
+                  harness.format_table(hlo_rows, [
+                      ("name", "entry"), ("hlo_attention_proj_share", "attn proj"),
+                      ("hlo_attention_n2_share", "attn n^2"),
+                      ("hlo_mlp_share", "MLP"), ("hlo_patch_embed_share", "patch embed"),
+                      ("hlo_other_dots_share", "other dots"), ("hlo_elementwise_share", "elementwise"),
+                      ("hlo_attention_custom_calls", "cuDNN attn calls")])]
     profiled = [row for row in out.get("steps", []) if "profile_dir" in row]
     if profiled:
         parts += ["", "Profiled device time per step (s, from the jax.profiler trace; GPU kernels by name; "

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import flops, harness
+from benchmarks import flops, harness, hlo_breakdown
 from benchmarks.suites import SIMCLR_AUGMENT, StepEntry
 
 
@@ -140,6 +140,7 @@ def count_flops(entry: StepEntry) -> dict[str, Any]:
         "xla_flops_per_image_view": xla / images if xla else None,
         "analytic_forward_flops_per_image": analytic["backbone_forward_flops_per_image"],
         **({"analytic_shares": analytic["shares"]} if "shares" in analytic else {}),
+        **(hlo_breakdown.breakdown(lowered) if is_vit(entry.model) else {}),
     }
 
 
@@ -214,6 +215,8 @@ def run_step(entry: StepEntry, peak_override: float | None = None, profile_dir: 
     if profile_dir:
         from benchmarks import profile_summary
 
+        if is_vit(entry.model):  # XLA's FLOPs by layer kind: one more trace of the step
+            result.update(hlo_breakdown.breakdown(exp.train_step.lower(holder["state"], batch)))
         result["profile_dir"] = profile_trace(one_step, os.path.join(profile_dir, entry.name), steps=PROFILE_STEPS)
         result.update({f"profile_{k}": v for k, v in
                        profile_summary.summarize_trace(result["profile_dir"], steps=PROFILE_STEPS).items()})

@@ -237,7 +237,8 @@ GPU_VIT_STEPS = (
     # the step: stochastic depth 0.1 and AdamW (weight decay 0.04, its start value).
     StepEntry(name="dino-vits16-2x224+10x96-b128-bf16", method="dino", recipe="dino_imagenet", model="vit_s16",
               resolution=256, batch=128, precision="bfloat16", steps=20, warmup=3, limit_devices=True,
-              overrides=(("model.kwargs.drop_path", 0.1), ("optimizer.name", "adamw"), ("optimizer.weight_decay", 0.04))),
+              overrides=(("model.kwargs.drop_path", 0.1), ("optimizer.name", "adamw"),
+                         ("optimizer.weight_decay", 0.04))),
     # MoCo v3's ViT settings (its paper, Sec. 4 and Table 8 of the appendix): sin-cos positions,
     # 3-layer projector, temperature 0.2, AdamW with weight decay 0.1.
     StepEntry(name="moco_v3-vitb16-224px-b128-bf16", method="moco_v3", recipe="moco_v3_imagenet", model="vit_b16",
@@ -258,7 +259,8 @@ TINY_METHOD = {
                              (10, "random_resized_crop(16, scale=(0.05, 0.14))|hflip"))),
              ("method.out_dim", 256), ("method.head_hidden_dim", 64), ("method.head_bottleneck_dim", 32)),
     "moco_v3": (("data.crops", ((2, "random_resized_crop(32, scale=(0.2, 1.0))|hflip"),)),
-                ("method.projection_hidden_dim", 64), ("method.projection_dim", 32), ("method.predictor_hidden_dim", 64)),
+                ("method.projection_hidden_dim", 64), ("method.projection_dim", 32),
+                ("method.predictor_hidden_dim", 64)),
 }
 
 
@@ -280,7 +282,8 @@ TINY_MAE = tiny_vit(GPU_VIT_STEPS[0], name="mae-vit-tiny-32px-b32", batch=32)
 
 def _vit_flop_checks() -> list[StepEntry]:
     """The GPU entries at full model size and batch 8, lowered only (cheap on a CPU)."""
-    return [dataclasses.replace(e, name=f"flops-{e.method}-{e.model.replace('_', '')}-b8", batch=8) for e in GPU_VIT_STEPS]
+    return [dataclasses.replace(e, name=f"flops-{e.method}-{e.model.replace('_', '')}-b8", batch=8)
+            for e in GPU_VIT_STEPS]
 
 
 def _cpu_vit() -> Suite:

@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from benchmarks import flops, flops_vit, profile_summary
+from benchmarks import flops, flops_vit, hlo_breakdown, profile_summary
 from benchmarks.run import Runner, report, scaled_entry
-from benchmarks.step import count_flops, entry_config, run_step
+from benchmarks.step import count_flops, entry_config, run_step, view_shapes
 from benchmarks.suites import GPU_VIT_STEPS, MESHES, TINY_MAE, StepEntry, get_suite, tiny_vit, vit_scaling_entries
+from jssl.train.trainer import view_augmentations
 
 # Wide enough that matmuls dominate XLA's count (LayerNorm, GELU, softmax and the optimizer
 # are elementwise and not in the analytic count): XLA lands 2-4% above it here.
@@ -86,12 +87,32 @@ def test_attention_n2_terms_match_xla():
 @pytest.mark.parametrize("index", range(len(GPU_VIT_STEPS)))
 def test_analytic_step_flops_match_xla(index):
     entry = tiny_vit(GPU_VIT_STEPS[index], batch=16)
-    entry = dataclasses.replace(entry, overrides=entry.overrides + WIDE + (WIDE_DECODER if entry.method == "mae" else ()))
+    wide = WIDE + (WIDE_DECODER if entry.method == "mae" else ())
+    entry = dataclasses.replace(entry, overrides=entry.overrides + wide)
     counts = count_flops(entry)
     assert 1.0 <= counts["xla_over_analytic"] < 1.06, counts
     shares = counts["analytic_shares"]
     assert sum(shares[k] for k in ("attention", "mlp", "teacher_forward", "rest")) == pytest.approx(1.0)
     assert (shares["teacher_forward"] > 0) == (entry.method != "mae")
+
+
+@pytest.mark.parametrize("index", range(len(GPU_VIT_STEPS)))
+def test_hlo_dots_match_analytic_components_exactly(index):
+    """XLA's dots attributed by source function equal the analytic count layer kind by layer
+    kind (teachers included): the per-component model, not only its total, is XLA's."""
+    entry = tiny_vit(GPU_VIT_STEPS[index], batch=8)
+    counts = count_flops(entry)
+    config = entry_config(entry)
+    comps = flops_vit.analytic_vit_step_flops(config, view_shapes(entry, view_augmentations(config)))["components"]
+
+    def analytic(*prefixes):
+        return sum(v for k, v in comps.items() if k.startswith(prefixes))
+
+    assert counts["hlo_attention_proj_flops"] == pytest.approx(analytic("attn_proj"), rel=1e-6)
+    assert counts["hlo_attention_n2_flops"] == pytest.approx(analytic("attn_scores", "attn_values"), rel=1e-6)
+    assert counts["hlo_mlp_flops"] == pytest.approx(analytic("mlp"), rel=1e-6)
+    assert counts["hlo_patch_embed_flops"] == pytest.approx(analytic("patch_embed"), rel=1e-6)
+    assert counts["hlo_attention_custom_calls"] == 0  # the CPU runs XLA's own attention
 
 
 def test_full_size_mae_flops_match_xla():
@@ -111,6 +132,8 @@ def test_entry_runs_one_step(entry, tmp_path):
     assert result["views_per_s_per_device"] > 0 and result["compiled_bytes"] > 0
     if entry.method == "moco_v3":
         assert list(tmp_path.glob("**/*.trace.json.gz")) and "profile_dir" in result
+        assert result["hlo_mlp_share"] > 0.3
+        assert sum(result[f"hlo_{k}_share"] for k in hlo_breakdown.CATEGORIES) == pytest.approx(1.0)
         assert "Profiled device time" in report({"suite": "t", "commit": "c", "date": "d", "steps": [result]})
 
 
@@ -134,7 +157,8 @@ def test_profile_summary_of_a_gpu_trace(tmp_path):
         {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "/device:GPU:0"}},
         {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "/host:CPU"}},
         {"ph": "X", "pid": 1, "name": "sm90_xmma_gemm_bf16", "dur": 3000.0},
-        {"ph": "X", "pid": 1, "name": "cudnn_generated_fort_native_sdpa", "args": {"hlo_op": "custom-call.3"}, "dur": 1000.0},
+        {"ph": "X", "pid": 1, "name": "cudnn_generated_fort_native_sdpa", "args": {"hlo_op": "custom-call.3"},
+         "dur": 1000.0},
         {"ph": "X", "pid": 1, "name": "loop_add_fusion", "dur": 500.0},
         {"ph": "X", "pid": 1, "name": "ncclDevKernel_AllReduce", "dur": 500.0},
         {"ph": "X", "pid": 2, "name": "python", "dur": 9e9},  # host events are not device time
