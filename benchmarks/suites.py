@@ -228,8 +228,10 @@ MESHES = {
 # stream): MAE's encoder sees 50 tokens and its 512-wide decoder 197, ~0.1 GB an image, so 256
 # (the paper: 4096 over 64 V100s, 64 each); DINO's student sees 2 x 197 + 10 x 37 tokens an
 # image through ViT-S, 128 (the paper: 1024 over 16 GPUs); MoCo v3 trains ViT-B on two
-# 197-token views, 128 pairs (256 images). `limit_devices`: always the first GPU alone, so a
-# batch is per GPU on any host; the scaling entries below cover several GPUs.
+# 197-token views, 128 pairs (256 images). XLA CPU's buffer assignment for these exact steps
+# (compile only, 2026-11-25): 52, 58 and 63 GB (arguments + temporaries), under 80 GB even
+# with attention scores materialized; not yet measured on a GPU. `limit_devices`: always the
+# first GPU alone, so a batch is per GPU on any host; the scaling entries cover several GPUs.
 GPU_VIT_STEPS = (
     StepEntry(name="mae-vitb16-224px-b256-bf16", method="mae", recipe="mae_imagenet", model="vit_b16",
               resolution=256, batch=256, precision="bfloat16", steps=20, warmup=3, limit_devices=True),
