@@ -144,7 +144,7 @@ def count_flops(entry: StepEntry) -> dict[str, Any]:
     }
 
 
-def run_step(entry: StepEntry, peak_override: float | None = None, profile_dir: str | None = None) -> dict[str, Any]:
+def run_step(entry: StepEntry, peak_override: float | None = None, *, profile_dir: str | None = None) -> dict[str, Any]:
     """Compiles and times one entry's train step; `profile_dir`: also write a `jax.profiler`
     trace of a few steps there (TensorBoard's profile plugin or Perfetto reads it)."""
     import jax

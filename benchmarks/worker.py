@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
             from benchmarks.step import run_step
             from benchmarks.suites import StepEntry
 
-            result = run_step(StepEntry.from_dict(spec), peak, profile_dir)
+            result = run_step(StepEntry.from_dict(spec), peak, profile_dir=profile_dir)
         elif task == "flops":
             from benchmarks.step import count_flops
             from benchmarks.suites import StepEntry
