@@ -19,7 +19,7 @@ from flax import nnx
 from benchmarks import flops, flops_vit, hlo_breakdown, profile_summary
 from benchmarks.run import Runner, report, scaled_entry
 from benchmarks.step import count_flops, entry_config, run_step, view_shapes
-from benchmarks.suites import GPU_VIT_STEPS, MESHES, TINY_MAE, StepEntry, get_suite, tiny_vit, vit_scaling_entries
+from benchmarks.suites import GPU_VIT_STEPS, MESHES, TINY_MAE, TINY_VIT, StepEntry, get_suite, tiny_vit, vit_scaling_entries
 from jssl.train.trainer import view_augmentations
 
 # Wide enough that matmuls dominate XLA's count (LayerNorm, GELU, softmax and the optimizer
@@ -113,6 +113,13 @@ def test_hlo_dots_match_analytic_components_exactly(index):
     assert counts["hlo_mlp_flops"] == pytest.approx(analytic("mlp"), rel=1e-6)
     assert counts["hlo_patch_embed_flops"] == pytest.approx(analytic("patch_embed"), rel=1e-6)
     assert counts["hlo_attention_custom_calls"] == 0  # the CPU runs XLA's own attention
+
+
+def test_unmodelled_vit_method_falls_back_to_xla():
+    entry = StepEntry(name="byol-vit", method="byol", model="vit_ti16", resolution=32, batch=4,
+                      overrides=TINY_VIT + (("data.augment", "random_resized_crop(32)"),))
+    counts = count_flops(entry)
+    assert counts["xla_flops"] > 0 and counts["xla_over_analytic"] != counts["xla_over_analytic"]  # NaN
 
 
 def test_full_size_mae_flops_match_xla():
