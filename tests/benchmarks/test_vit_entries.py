@@ -19,7 +19,16 @@ from flax import nnx
 from benchmarks import flops, flops_vit, hlo_breakdown, profile_summary
 from benchmarks.run import Runner, report, scaled_entry
 from benchmarks.step import count_flops, entry_config, run_step, view_shapes
-from benchmarks.suites import GPU_VIT_STEPS, MESHES, TINY_MAE, TINY_VIT, StepEntry, get_suite, tiny_vit, vit_scaling_entries
+from benchmarks.suites import (
+    GPU_VIT_STEPS,
+    MESHES,
+    TINY_MAE,
+    TINY_VIT,
+    StepEntry,
+    get_suite,
+    tiny_vit,
+    vit_scaling_entries,
+)
 from jssl.train.trainer import view_augmentations
 
 # Wide enough that matmuls dominate XLA's count (LayerNorm, GELU, softmax and the optimizer
