@@ -6,6 +6,8 @@ ReLU, the loss, the optimizer) is left out, which is why it sits a few percent b
 2 FLOPs per MAC. A train step costs the forward, the weight gradient (same MACs as the
 forward) and the input gradient (same again) for every layer except the first, whose input
 (the images) needs no gradient: XLA removes that work too, so counting it would overshoot.
+Vision Transformers (attention, multi-crop, MAE's masking, teachers) are counted in
+`benchmarks.flops_vit`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ STEP_COLUMNS = [
     ("step_median_s", "step s (med)"), ("step_p10_s", "p10"), ("step_p90_s", "p90"),
     ("examples_per_s", "ex/s"), ("examples_per_s_per_device", "ex/s/dev"),
     ("xla_flops", "XLA FLOPs"), ("analytic_flops", "analytic FLOPs"), ("flops_agreement", "XLA/analytic*"),
-    ("tflops_per_device", "TFLOP/s/dev"), ("mfu", "MFU"), ("compiled_bytes", "mem (XLA) B"),
+    ("tflops_per_device", "TFLOP/s/dev"), ("mfu", "MFU"), ("mfu_flops_source", "MFU FLOPs"),
+    ("compiled_bytes", "mem (XLA) B"),
     ("peak_bytes_in_use", "mem peak B"), ("e2e_step_median_s", "e2e step s"), ("e2e_examples_per_s", "e2e ex/s"),
 ]
 
@@ -59,7 +60,8 @@ class Runner:
         env["XLA_FLAGS"] = " ".join(flags)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH", "")) if p)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        spec = {**spec, "_threads": threads, "_peak_tflops": self.args.peak_tflops}
+        spec = {**spec, "_threads": threads, "_peak_tflops": self.args.peak_tflops,
+                "_profile_dir": os.path.abspath(p) if (p := getattr(self.args, "profile", None)) else None}
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "result.json")
             t0 = time.perf_counter()
@@ -140,15 +142,35 @@ def run_suite(suite: Suite, args: argparse.Namespace) -> dict[str, Any]:
             spec = {**dataclasses.asdict(d), "workers": list(d.workers)}
             out["data"].append(r.worker("data", spec))
 
-    if want("scaling") and suite.scaling_entry is not None:
+    if want("scaling") and (suite.scaling_entry is not None or suite.scaling_entries):
         out["scaling"] = []
-        base = suite.scaling_entry
-        for n in suite.scaling_devices:
-            e = dataclasses.replace(base, name=f"{base.name}-x{n}", devices=n, batch=base.batch * n)
-            out["scaling"].append(r.step(e))
+        bases = [(suite.scaling_entry, False)] if suite.scaling_entry is not None else []
+        for base, limit in bases + [(e, True) for e in suite.scaling_entries]:
+            for n in suite.scaling_devices:
+                e = scaled_entry(base, n, limit_devices=limit)
+                out["scaling"].append({**r.step(e), "mesh_kind": mesh_kind(base)})
 
     out["total_wall_s"] = time.perf_counter() - started
     return out
+
+
+def scaled_entry(base: StepEntry, n: int, *, limit_devices: bool) -> StepEntry:
+    """`base` on `n` devices: its batch per data x fsdp replica times the replicas (the axis
+    given as -1 takes the devices the others leave). `limit_devices`: the first n devices on
+    GPUs too (the ViT scaling entries); the older ResNet one keeps fake-CPU-only semantics."""
+    mesh = dict(base.mesh)
+    fixed = 1
+    for size in mesh.values():
+        fixed *= size if size > 0 else 1
+    mesh = {k: (n // fixed if v == -1 else v) for k, v in mesh.items()}
+    replicas = mesh.get("data", 1) * mesh.get("fsdp", 1)
+    return dataclasses.replace(base, name=f"{base.name}-x{n}", devices=n, batch=base.batch * replicas,
+                               limit_devices=limit_devices)
+
+
+def mesh_kind(entry: StepEntry) -> str:
+    """'data', 'fsdp' or 'tensor': the axis that takes the devices (given as -1)."""
+    return next((k for k, v in entry.mesh if v == -1), "fixed")
 
 
 def run_peers(r: Runner, suite: Suite, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -223,6 +245,35 @@ def report(out: dict[str, Any]) -> str:
     if out.get("steps"):
         parts += ["", "Train step (synthetic device-resident batch; e2e = real Grain pipeline)",
                   harness.format_table(out["steps"], STEP_COLUMNS)]
+    vit_rows = [row for row in out.get("steps", []) + out.get("flop_checks", []) if "share_attention" in row
+                or "analytic_shares" in row]
+    if vit_rows:
+        rows = [{"name": r["name"], **{f"share_{k}": v for k, v in r.get("analytic_shares", {}).items()},
+                 **{k: v for k, v in r.items() if k.startswith("share_")}} for r in vit_rows]
+        parts += ["", "ViT step FLOPs by component (analytic shares of the step; attention = projections + "
+                  "O(n^2 d) scores/values; rest = patch embedding, heads, probe; see --profile for time)",
+                  harness.format_table(rows, [
+                      ("name", "entry"), ("share_attention", "attention"), ("share_attention_n2", "of which n^2"),
+                      ("share_mlp", "MLP"), ("share_teacher_forward", "teacher fwd"), ("share_rest", "rest")])]
+    hlo_rows = [row for row in out.get("steps", []) + out.get("flop_checks", []) if "hlo_mlp_share" in row]
+    if hlo_rows:
+        parts += ["", "XLA's step FLOPs by layer kind (shares; dots of the lowered HLO by source function, "
+                  "elementwise = XLA total - dots; cuDNN attention calls estimated)",
+                  harness.format_table(hlo_rows, [
+                      ("name", "entry"), ("hlo_attention_proj_share", "attn proj"),
+                      ("hlo_attention_n2_share", "attn n^2"),
+                      ("hlo_mlp_share", "MLP"), ("hlo_patch_embed_share", "patch embed"),
+                      ("hlo_other_dots_share", "other dots"), ("hlo_elementwise_share", "elementwise"),
+                      ("hlo_attention_custom_calls", "cuDNN attn calls")])]
+    profiled = [row for row in out.get("steps", []) if "profile_dir" in row]
+    if profiled:
+        parts += ["", "Profiled device time per step (s, from the jax.profiler trace; GPU kernels by name; "
+                  "empty on CPU) and the trace directory",
+                  harness.format_table(profiled, [
+                      ("name", "entry"), ("step_median_s", "step s"), ("profile_device_total_s", "device s"),
+                      ("profile_matmul_s", "matmul"), ("profile_attention_s", "attention"),
+                      ("profile_collective_s", "collective"), ("profile_copy_s", "copy"), ("profile_other_s", "other"),
+                      ("profile_dir", "trace")])]
     if out.get("flop_checks"):
         parts += ["", "FLOP checks (lowered step; per image per view = XLA FLOPs / (batch x views))",
                   harness.format_table(out["flop_checks"], [
@@ -287,11 +338,13 @@ def report(out: dict[str, Any]) -> str:
                   harness.format_table(rows, [("name", "entry"), ("workers", "workers"), ("images_per_s", "images/s"),
                                               ("first_batch_s", "first batch s"), ("error", "error")])]
     if out.get("scaling"):
-        parts += ["", "Scaling on fake CPU devices (same per-device batch; all devices share the same cores)",
+        parts += ["", "Scaling (data/FSDP: same per-device batch; tensor: same global batch; fake CPU devices "
+                  "share the same cores)",
                   harness.format_table(out["scaling"], [
-                      ("name", "entry"), ("num_devices", "dev"), ("batch", "global batch"), ("compile_s", "compile s"),
+                      ("name", "entry"), ("mesh_kind", "mesh"), ("num_devices", "dev"), ("batch", "global batch"),
+                      ("compile_s", "compile s"),
                       ("step_median_s", "step s"), ("examples_per_s", "ex/s"), ("examples_per_s_per_device", "ex/s/dev"),
-                      ("flops_agreement", "XLA/analytic*")])]
+                      ("flops_agreement", "XLA/analytic*"), ("error", "error")])]
     parts += ["", "* analytic FLOPs counting only kernel taps inside the image (XLA's convention); "
               "'analytic FLOPs' is the textbook count."]
     return "\n".join(parts)
@@ -299,11 +352,13 @@ def report(out: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", default="cpu-smoke", help="cpu-smoke | cpu-full | gpu")
+    ap.add_argument("--suite", default="cpu-smoke", help="cpu-smoke | cpu-full | cpu-vit | gpu | gpu-methods | gpu-vit")
     ap.add_argument("--out", default=None, help="JSON path (default runs/bench/<suite>.json)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak dense TFLOP/s per device for MFU")
     ap.add_argument("--peer-python", default=None, help="python with torch, torchvision, lightly (default: this one)")
     ap.add_argument("--repeats", type=int, default=1, help="rounds of the XLA flag study (interleaved)")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="also write a jax.profiler trace of 3 steps of each step entry to DIR/<entry>")
     ap.add_argument("--only", default="", help="comma-separated sections: steps,flops,flags,conv,peers,data,scaling")
     args = ap.parse_args(argv)
     suite = get_suite(args.suite)

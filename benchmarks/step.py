@@ -7,11 +7,12 @@ device count are fixed before jax starts.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
-from benchmarks import flops, harness
+from benchmarks import flops, harness, hlo_breakdown
 from benchmarks.suites import SIMCLR_AUGMENT, StepEntry
 
 
@@ -21,7 +22,6 @@ def entry_config(entry: StepEntry, channels: int = 3):
 
     if entry.recipe:
         import importlib.util
-        import os
 
         path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", f"{entry.recipe}.py")
         spec = importlib.util.spec_from_file_location(entry.recipe, path)
@@ -33,15 +33,38 @@ def entry_config(entry: StepEntry, channels: int = 3):
     else:
         c = base_config()
         c.method.name = entry.method
+    if is_vit(entry.model):
+        # A ViT takes no ResNet options: keep a ViT recipe's own kwargs (MAE's sin-cos positions),
+        # start a ResNet recipe's (DINO, MoCo v3) afresh; overrides below add the rest.
+        if not is_vit(c.model.name):
+            import ml_collections
+
+            c.model.kwargs = ml_collections.ConfigDict()
+    else:
+        c.model.kwargs.small_image_stem = entry.small_image_stem
     c.model.name = entry.model
     c.model.dtype = entry.precision
-    c.model.kwargs.small_image_stem = entry.small_image_stem
     c.global_batch_size = entry.batch
     c.data.mean = (0.5,) * channels
     c.data.std = (0.25,) * channels
     c.mesh = dict(entry.mesh)
     c.total_steps = 10_000  # only shapes the LR schedule; a benchmark never reaches it
+    for path, value in entry.overrides:
+        _set_path(c, path, value)
     return c
+
+
+def is_vit(model: str) -> bool:
+    return model.startswith("vit_")
+
+
+def _set_path(config, path: str, value: Any) -> None:
+    """`config.a.b.c = value` for `path='a.b.c'`; fields may be new (ViT kwargs on a fresh dict)."""
+    *parents, leaf = path.split(".")
+    node = config
+    for part in parents:
+        node = getattr(node, part)
+    setattr(node, leaf, value)
 
 
 def view_shapes(entry: StepEntry, augmentations: list[str], channels: int = 3) -> list[tuple[int, ...]]:
@@ -63,11 +86,24 @@ def synthetic_batch(entry: StepEntry, augmentations: list[str], channels: int = 
     return batch
 
 
-def _analytic(entry: StepEntry, config, image_shape) -> dict[str, Any]:
-    """Analytic FLOPs where the model covers the step (two same-size views through encoder and
-    heads); recipes with teachers or multi-crop are counted by XLA alone."""
+def _analytic(entry: StepEntry, config, image_shape, shapes: list[tuple[int, ...]] | None = None) -> dict[str, Any]:
+    """Analytic FLOPs where a model covers the step: ViT steps (multi-crop, teachers and MAE's
+    masking included, `flops_vit`), and ResNet steps of two same-size views through encoder and
+    heads; ResNet recipes with teachers or multi-crop are counted by XLA alone."""
+    nan = {k: float("nan") for k in ("train_flops", "train_flops_valid", "backbone_forward_flops_per_image")}
+    if is_vit(entry.model):
+        from benchmarks import flops_vit
+
+        try:
+            counts = flops_vit.analytic_vit_step_flops(config, shapes or [image_shape])
+        except NotImplementedError:  # a teacher schedule flops_vit does not model (BYOL, SwAV, ...)
+            return nan
+        # No zero padding in a ViT: the textbook count is the one XLA sees.
+        return {"train_flops": counts["train_flops"], "train_flops_valid": counts["train_flops"],
+                "backbone_forward_flops_per_image": counts["encoder_forward_flops_per_image"],
+                "components": counts["components"], "shares": flops_vit.component_summary(counts["components"])}
     if entry.recipe:
-        return {k: float("nan") for k in ("train_flops", "train_flops_valid", "backbone_forward_flops_per_image")}
+        return nan
     return flops.analytic_step_flops(config, image_shape)
 
 
@@ -77,7 +113,9 @@ def _mesh(entry: StepEntry):
     from jssl import sharding
 
     devices = jax.devices()
-    if devices[0].platform == "cpu":
+    if devices[0].platform == "cpu" or entry.limit_devices:
+        if len(devices) < entry.devices:
+            raise RuntimeError(f"entry {entry.name} needs {entry.devices} devices; {len(devices)} visible")
         devices = devices[: entry.devices]
     return sharding.make_mesh(dict(entry.mesh), devices=devices)
 
@@ -93,7 +131,7 @@ def count_flops(entry: StepEntry) -> dict[str, Any]:
     exp = build_experiment(config, image_shape=image_shape, mesh=_mesh(entry))
     abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in synthetic_batch(entry, exp.view_augmentations).items()}
     lowered = exp.train_step.lower(exp.abstract_state, abstract)
-    analytic = _analytic(entry, config, image_shape)
+    analytic = _analytic(entry, config, image_shape, view_shapes(entry, exp.view_augmentations))
     xla = flops.xla_flops(lowered)
     images = entry.batch * exp.num_views
     return {
@@ -105,10 +143,14 @@ def count_flops(entry: StepEntry) -> dict[str, Any]:
         "xla_over_analytic_valid": xla / analytic["train_flops_valid"] if xla else None,
         "xla_flops_per_image_view": xla / images if xla else None,
         "analytic_forward_flops_per_image": analytic["backbone_forward_flops_per_image"],
+        **({"analytic_shares": analytic["shares"]} if "shares" in analytic else {}),
+        **(hlo_breakdown.breakdown(lowered) if is_vit(entry.model) else {}),
     }
 
 
-def run_step(entry: StepEntry, peak_override: float | None = None) -> dict[str, Any]:
+def run_step(entry: StepEntry, peak_override: float | None = None, *, profile_dir: str | None = None) -> dict[str, Any]:
+    """Compiles and times one entry's train step; `profile_dir`: also write a `jax.profiler`
+    trace of a few steps there (TensorBoard's profile plugin or Perfetto reads it)."""
     import jax
 
     from jssl import sharding
@@ -129,7 +171,7 @@ def run_step(entry: StepEntry, peak_override: float | None = None) -> dict[str, 
     # meshes; multiplied back up it is comparable to the analytic whole-step count.
     xla_per_device = flops.xla_flops(compiled)
     xla_total = xla_per_device * num_devices if xla_per_device else None
-    analytic = _analytic(entry, config, image_shape)
+    analytic = _analytic(entry, config, image_shape, [tuple(host[f"view_{v}"].shape[1:]) for v in range(exp.num_views)])
 
     holder = {"state": state}
 
@@ -141,7 +183,11 @@ def run_step(entry: StepEntry, peak_override: float | None = None) -> dict[str, 
     stats = harness.summarize(times)
     median = stats["median_s"]
     device = mesh.devices.flat[0]
-    per_device_flops = (xla_total or analytic["train_flops"]) / num_devices
+    # ViT steps take the analytic count for MFU: on GPU the attention may run as a cuDNN
+    # custom call whose FLOPs XLA's cost analysis need not count; the XLA/analytic column
+    # shows whether it did. ResNet steps keep XLA's count (it matches, padding taps aside).
+    use_analytic = is_vit(entry.model) and np.isfinite(analytic["train_flops"])
+    per_device_flops = (analytic["train_flops"] if use_analytic or not xla_total else xla_total) / num_devices
     achieved = per_device_flops / median / 1e12
     peak = harness.peak_tflops(device.device_kind, entry.precision, peak_override)
     result: dict[str, Any] = {
@@ -159,15 +205,45 @@ def run_step(entry: StepEntry, peak_override: float | None = None) -> dict[str, 
         "analytic_flops_valid": analytic["train_flops_valid"],
         "flops_agreement": xla_total / analytic["train_flops_valid"] if xla_total else None,
         "tflops_per_device": achieved,
+        "mfu_flops_source": "analytic" if use_analytic or not xla_total else "xla",
+        "views_per_s_per_device": entry.batch * exp.num_views / median / num_devices,
         "peak_tflops": peak,
         "mfu": achieved / peak if peak else None,
         **harness.memory_report(compiled, device),
         **(flops.conv_lowering_census(compiled.as_text()) if device.platform == "cpu" else {}),
         "loss_finite": bool(np.isfinite(float(jax.device_get(one_step()[1]["loss"])))),
     }
+    if "shares" in analytic:
+        result["analytic_components"] = analytic["components"]
+        result.update({f"share_{k}": v for k, v in analytic["shares"].items()})
+    if profile_dir:
+        from benchmarks import profile_summary
+
+        if is_vit(entry.model):  # XLA's FLOPs by layer kind: one more trace of the step
+            result.update(hlo_breakdown.breakdown(exp.train_step.lower(holder["state"], batch)))
+        result["profile_dir"] = profile_trace(one_step, os.path.join(profile_dir, entry.name), steps=PROFILE_STEPS)
+        result.update({f"profile_{k}": v for k, v in
+                       profile_summary.summarize_trace(result["profile_dir"], steps=PROFILE_STEPS).items()})
     if entry.e2e_steps:
         result.update(run_end_to_end(entry, exp, compiled, holder, mesh))
     return result
+
+
+PROFILE_STEPS = 3
+
+
+def profile_trace(one_step, directory: str, *, steps: int) -> str:
+    """A `jax.profiler` trace of `steps` already-compiled steps (device kernels and host time)."""
+    import jax
+
+    os.makedirs(directory, exist_ok=True)
+    jax.profiler.start_trace(directory)
+    try:
+        for _ in range(steps):
+            jax.block_until_ready(one_step())
+    finally:
+        jax.profiler.stop_trace()
+    return directory
 
 
 def run_end_to_end(entry: StepEntry, exp, compiled, holder, mesh) -> dict[str, Any]:

@@ -35,6 +35,12 @@ class StepEntry:
     # schedules; the entry's model, batch, precision and mesh override it, and the views take
     # the recipe's crop sizes (resolution is then only the source image size).
     recipe: str = ""
+    # Dotted config paths set last, as `--config.a.b=v` would: ViT widths
+    # (`model.kwargs.depth`), method options (`method.decoder_depth`), crops (`data.crops`).
+    overrides: tuple[tuple[str, Any], ...] = ()
+    # Use exactly the first `devices` devices on any platform (scaling runs); otherwise GPUs
+    # use every visible device and `devices` only sets the fake CPU device count.
+    limit_devices: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -46,7 +52,13 @@ class StepEntry:
         d = dict(d)
         if isinstance(d.get("mesh"), dict):
             d["mesh"] = tuple(d["mesh"].items())
+        # JSON turns tuples into lists; entries are hashed (the runner's cache), so freeze back.
+        d["overrides"] = tuple((k, _freeze(v)) for k, v in d.get("overrides", ()))
         return cls(**d)
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +103,13 @@ class Suite:
     # XLA CPU flag variants run on `flag_study_entry` to find what closes the conv gap.
     flag_variants: dict[str, str] = dataclasses.field(default_factory=dict)
     flag_study_entry: StepEntry | None = None
-    # Per-device throughput on 1, 2, 4, ... fake CPU devices with this entry's per-device batch.
+    # Per-device throughput on 1, 2, 4, ... devices (fake CPU devices, or the first n GPUs).
+    # Each entry's batch is per data x fsdp replica: global batch = batch x (data x fsdp size),
+    # so data/FSDP meshes scale weakly (same per-device batch) and a tensor mesh strongly
+    # (same global batch, the model split over the devices).
     scaling_devices: tuple[int, ...] = ()
     scaling_entry: StepEntry | None = None
+    scaling_entries: list[StepEntry] = dataclasses.field(default_factory=list)
     # FLOP check only (lowered, not compiled): entries too big to run here.
     flop_checks: list[StepEntry] = dataclasses.field(default_factory=list)
     # Single-convolution breakdowns (forward / input grad / weight grad): kwargs of conv_micro.
@@ -125,7 +141,8 @@ def _cpu_smoke() -> Suite:
     return Suite(
         name="cpu-smoke",
         description="CPU suite for a 2-core machine: under 10 minutes",
-        steps=[r18],
+        # The tiny MAE is the ViT code path's smoke test (~1 min here); cpu-vit has the rest.
+        steps=[r18, TINY_MAE],
         data=[
             DataEntry(name="aug-mnist-28px", source="mnist", resolution=28,
                       augment="random_resized_crop(28, scale=(0.3, 1.0))|color_jitter|gaussian_blur", batch=64, batches=4, num_images=512),
@@ -196,7 +213,108 @@ def _gpu_methods() -> Suite:
     )
 
 
-SUITES = {"cpu-smoke": _cpu_smoke, "cpu-full": _cpu_full, "gpu": _gpu, "gpu-methods": _gpu_methods}
+# ================================================================================================
+# Vision Transformers
+# ================================================================================================
+
+MESHES = {
+    "data": (("data", -1), ("fsdp", 1), ("tensor", 1)),
+    "fsdp": (("data", 1), ("fsdp", -1), ("tensor", 1)),
+    "tensor": (("data", 1), ("fsdp", 1), ("tensor", -1)),
+}
+
+# The three ViT recipes on one GPU, bf16. Per-device batches are the largest round numbers that
+# leave room on an 80 GB H100 by an activation estimate (bf16 matmul inputs, float32 residual
+# stream): MAE's encoder sees 50 tokens and its 512-wide decoder 197, ~0.1 GB an image, so 256
+# (the paper: 4096 over 64 V100s, 64 each); DINO's student sees 2 x 197 + 10 x 37 tokens an
+# image through ViT-S, 128 (the paper: 1024 over 16 GPUs); MoCo v3 trains ViT-B on two
+# 197-token views, 128 pairs (256 images). XLA CPU's buffer assignment for these exact steps
+# (compile only, 2026-11-25): 52, 58 and 63 GB (arguments + temporaries), under 80 GB even
+# with attention scores materialized; not yet measured on a GPU. `limit_devices`: always the
+# first GPU alone, so a batch is per GPU on any host; the scaling entries cover several GPUs.
+GPU_VIT_STEPS = (
+    StepEntry(name="mae-vitb16-224px-b256-bf16", method="mae", recipe="mae_imagenet", model="vit_b16",
+              resolution=256, batch=256, precision="bfloat16", steps=20, warmup=3, limit_devices=True),
+    # DINO's ViT-S/16 recipe differs from configs/dino_imagenet.py's ResNet-50 one where it changes
+    # the step: stochastic depth 0.1 and AdamW (weight decay 0.04, its start value).
+    StepEntry(name="dino-vits16-2x224+10x96-b128-bf16", method="dino", recipe="dino_imagenet", model="vit_s16",
+              resolution=256, batch=128, precision="bfloat16", steps=20, warmup=3, limit_devices=True,
+              overrides=(("model.kwargs.drop_path", 0.1), ("optimizer.name", "adamw"),
+                         ("optimizer.weight_decay", 0.04))),
+    # MoCo v3's ViT settings (its paper, Sec. 4 and Table 8 of the appendix): sin-cos positions,
+    # 3-layer projector, temperature 0.2, AdamW with weight decay 0.1.
+    StepEntry(name="moco_v3-vitb16-224px-b128-bf16", method="moco_v3", recipe="moco_v3_imagenet", model="vit_b16",
+              resolution=256, batch=128, precision="bfloat16", steps=20, warmup=3, limit_devices=True,
+              overrides=(("model.kwargs.pos_embed", "sincos"), ("method.projection_layers", 3),
+                         ("method.temperature", 0.2), ("optimizer.name", "adamw"), ("optimizer.weight_decay", 0.1))),
+)
+
+# A ViT small enough for a test or a 2-core CI machine: 32 px images in 8 px patches (16 tokens),
+# widths divisible by 8 so that every axis of an 8-device tensor or FSDP mesh splits evenly.
+TINY_VIT = (("model.kwargs.image_size", 32), ("model.kwargs.patch_size", 8), ("model.kwargs.embed_dim", 64),
+            ("model.kwargs.depth", 2), ("model.kwargs.num_heads", 8))
+TINY_METHOD = {
+    "mae": (("data.augment", "random_resized_crop(32, scale=(0.2, 1.0))|hflip"), ("method.decoder_embed_dim", 64),
+            ("method.decoder_depth", 1), ("method.decoder_num_heads", 8)),
+    "dino": (("data.crops", ((1, "random_resized_crop(32, scale=(0.14, 1.0))|hflip"),
+                             (1, "random_resized_crop(32, scale=(0.14, 1.0))|hflip"),
+                             (10, "random_resized_crop(16, scale=(0.05, 0.14))|hflip"))),
+             ("method.out_dim", 256), ("method.head_hidden_dim", 64), ("method.head_bottleneck_dim", 32)),
+    "moco_v3": (("data.crops", ((2, "random_resized_crop(32, scale=(0.2, 1.0))|hflip"),)),
+                ("method.projection_hidden_dim", 64), ("method.projection_dim", 32),
+                ("method.predictor_hidden_dim", 64)),
+}
+
+
+def tiny_vit(entry: StepEntry, *, batch: int = 8, name: str = "") -> StepEntry:
+    """`entry` with a tiny ViT, its method shrunk alike and 32 px crops (DINO's local crops 16 px):
+    the same code path as the full entry, small enough for CPU tests and CI."""
+    return dataclasses.replace(
+        entry, name=name or f"{entry.name}-tiny", batch=batch, resolution=40, precision="float32",
+        overrides=entry.overrides + TINY_VIT + TINY_METHOD[entry.method], warmup=1, steps=3)
+
+
+def vit_scaling_entries(base: StepEntry) -> list[StepEntry]:
+    """`base` on a data, an FSDP and a tensor-parallel mesh (the runner sets the device counts)."""
+    return [dataclasses.replace(base, name=f"{base.name}-{mesh}", mesh=MESHES[mesh]) for mesh in MESHES]
+
+
+TINY_MAE = tiny_vit(GPU_VIT_STEPS[0], name="mae-vit-tiny-32px-b32", batch=32)
+
+
+def _vit_flop_checks() -> list[StepEntry]:
+    """The GPU entries at full model size and batch 8, lowered only (cheap on a CPU)."""
+    return [dataclasses.replace(e, name=f"flops-{e.method}-{e.model.replace('_', '')}-b8", batch=8)
+            for e in GPU_VIT_STEPS]
+
+
+def _cpu_vit() -> Suite:
+    return Suite(
+        name="cpu-vit",
+        description="CPU, tiny ViTs: MAE, DINO multi-crop and MoCo v3 steps, scaling over data/FSDP/tensor "
+                    "meshes on 1-8 fake devices, and the full-size GPU entries' FLOPs (lowered only)",
+        steps=[TINY_MAE, *(tiny_vit(e, name=f"{e.method}-vit-tiny-b16", batch=16) for e in GPU_VIT_STEPS[1:])],
+        scaling_devices=(1, 2, 4, 8),
+        scaling_entries=vit_scaling_entries(tiny_vit(GPU_VIT_STEPS[0], name="scale-mae-vit-tiny", batch=8)),
+        flop_checks=_vit_flop_checks(),
+    )
+
+
+def _gpu_vit() -> Suite:
+    return Suite(
+        name="gpu-vit",
+        description="GPUs: MAE ViT-B/16, DINO ViT-S/16 multi-crop and MoCo v3 ViT-B/16 steps (bf16), and MAE "
+                    "ViT-B/16 over the first 1/2/4/8 GPUs on data, FSDP and tensor meshes",
+        steps=list(GPU_VIT_STEPS),
+        scaling_devices=(1, 2, 4, 8),
+        scaling_entries=vit_scaling_entries(dataclasses.replace(GPU_VIT_STEPS[0], name="scale-mae-vitb16", batch=128,
+                                                                steps=10)),
+        flop_checks=_vit_flop_checks(),
+    )
+
+
+SUITES = {"cpu-smoke": _cpu_smoke, "cpu-full": _cpu_full, "cpu-vit": _cpu_vit, "gpu": _gpu,
+          "gpu-methods": _gpu_methods, "gpu-vit": _gpu_vit}
 
 
 def get_suite(name: str) -> Suite:

@@ -27,12 +27,13 @@ def main(argv: list[str]) -> int:
     spec = json.loads(spec_json)
     pin_cores(int(spec.pop("_threads", 0) or 0))
     peak = spec.pop("_peak_tflops", None)
+    profile_dir = spec.pop("_profile_dir", None)
     try:
         if task == "step":
             from benchmarks.step import run_step
             from benchmarks.suites import StepEntry
 
-            result = run_step(StepEntry.from_dict(spec), peak)
+            result = run_step(StepEntry.from_dict(spec), peak, profile_dir=profile_dir)
         elif task == "flops":
             from benchmarks.step import count_flops
             from benchmarks.suites import StepEntry
