@@ -27,7 +27,7 @@ The interface other code builds on (MAE, fine-tuning with layer-wise learning-ra
     norm, on any subset of patch tokens (MAE's visible tokens); `pool(encoded) -> [b, d]`;
   * `layer_index(path) -> int`: 0 for embeddings and class token, i + 1 for block i,
     `num_layers + 1` for the final norm;
-  * module function `patchify(images, patch_size) -> [b, n, p * p * c]` (MAE's targets).
+  * `patchify(images, patch_size) -> [b, n, p * p * c]`, re-exported from `jssl.losses` (MAE's targets).
 
 Position embeddings: `learned` (a table at the build resolution, bicubically interpolated to
 other grids, as DINO does for its 96 px crops) or `sincos` (fixed 2-D sine-cosine, MoCo v3 /
@@ -47,26 +47,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jssl.losses.reconstruction import patchify  # MAE's targets use the same patch layout
 from jssl.models.partitioning import logical
 from jssl.models.transformer import Encoder
 
 POOL_MODES = ("cls", "gap")
 POS_EMBED_KINDS = ("learned", "sincos")
 RESNET_ONLY_KWARGS = ("width_multiplier", "small_image_stem", "stem_stride", "width")
-
-
-def patchify(images: jax.Array, patch_size: int) -> jax.Array:
-    """`[b, h, w, c]` -> `[b, (h/p) * (w/p), p * p * c]`, patches in row-major order.
-
-    Each patch is flattened as (row in patch, column in patch, channel), the layout of the
-    patch-embedding kernel `[p, p, c, embed]`.
-    """
-    b, h, w, c = images.shape
-    p = patch_size
-    if h % p or w % p:
-        raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}")
-    x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, (h // p) * (w // p), p * p * c)
 
 
 def sincos_2d(grid: tuple[int, int], dim: int, *, base_grid: tuple[int, int] | None = None) -> np.ndarray:
