@@ -305,12 +305,22 @@ def _tuples(value):
     return value
 
 
-def _add_missing(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> None:
+# Sub-configs whose fields belong to the component chosen by name (a ResNet's options are not
+# a ViT's), so a saved config's version is complete and never gets the base defaults added.
+_CHOSEN_BY_NAME = ("model.kwargs",)
+
+
+def _add_missing(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict, prefix: str = "") -> None:
     for key, value in defaults.items():
+        path = f"{prefix}{key}"
         if key not in config:
             config[key] = value
-        elif isinstance(value, ml_collections.ConfigDict) and isinstance(config[key], ml_collections.ConfigDict):
-            _add_missing(config[key], value)
+        elif (
+            isinstance(value, ml_collections.ConfigDict)
+            and isinstance(config[key], ml_collections.ConfigDict)
+            and path not in _CHOSEN_BY_NAME
+        ):
+            _add_missing(config[key], value, prefix=f"{path}.")
 
 
 def save_config(config: ml_collections.ConfigDict, path: str) -> bool:

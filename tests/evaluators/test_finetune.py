@@ -21,6 +21,7 @@ from jssl.evaluators.finetune import (
 from jssl.models import ResNet, get_backbone
 from jssl.train.finetune import build_finetuner
 from jssl.train.optimizers import build_finetune_optimizer
+from tests.train.helpers import load_config as load_config_file
 from tests.train.helpers import tiny_config
 
 
@@ -190,6 +191,16 @@ def test_config_json_loads_back_exactly(tmp_path):
     loaded = load_config(path)
     assert loaded.to_dict() == config.to_dict()
     assert isinstance(loaded.data.mean, tuple) and isinstance(loaded.sharding_rules[0], tuple)
+
+
+def test_vit_config_json_loads_back_without_resnet_options(tmp_path):
+    """`model.kwargs` belongs to the chosen model: a ViT run's must not gain the ResNet defaults."""
+    config = load_config_file("smoke", name="mae_mnist")
+    path = str(tmp_path / "config.json")
+    assert save_config(config, path)
+    loaded = load_config(path)
+    assert loaded.model.kwargs.to_dict() == config.model.kwargs.to_dict()
+    assert "width_multiplier" not in loaded.model.kwargs
 
 
 def test_old_config_json_gets_new_fields_at_their_defaults(tmp_path):
