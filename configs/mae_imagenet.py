@@ -47,7 +47,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.name = "vit_b16"
     # Listed in full (the vit_b16 defaults) so that --config.model.kwargs.* overrides reach them.
     config.model.kwargs = ml_collections.ConfigDict(
-        dict(embed_dim=768, depth=12, num_heads=12, pos_embed="sincos", pool="cls", image_size=224)
+        dict(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, pos_embed="sincos", pool="cls", image_size=224)
     )
 
     config.method.name = "mae"

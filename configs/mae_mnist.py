@@ -66,7 +66,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.name = "vit_ti7_28"
     # Listed in full so that --config.model.kwargs.* overrides reach every field.
     config.model.kwargs = ml_collections.ConfigDict(
-        dict(embed_dim=128, depth=4, num_heads=4, pos_embed="sincos", pool="cls")
+        dict(embed_dim=128, depth=4, num_heads=4, mlp_ratio=4.0, pos_embed="sincos", pool="cls")
     )
     config.data.augment = "random_resized_crop(28, scale=(0.85, 1.0), ratio=(0.75, 1.333))"
 
