@@ -340,6 +340,7 @@ def test_sharded_vit_step_equals_single_device(axes):
 def test_dino_and_moco_v3_train_a_vit_on_mnist(method):
     mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
     config = _vit_config(method)
+    config.model.name = "vit_ti4_28"  # 4 px patches tile DINO's 16 px local crops too
     config.model.kwargs.drop_path = 0.1
     exp = build_experiment(config, image_shape=IMAGE_SHAPE, mesh=mesh)
     state = exp.init_state()
@@ -347,7 +348,7 @@ def test_dino_and_moco_v3_train_a_vit_on_mnist(method):
         batch = view_batch(exp.view_augmentations, config.global_batch_size, seed=step)
         state, metrics = exp.train_step(state, sharding.host_batch_to_global(batch, mesh))
         assert np.isfinite(float(metrics["loss"]))
-    assert exp.step_traces() == 1  # DINO's 28 and 14 px crops: two resolutions, one compile
+    assert exp.step_traces() == 1  # DINO's 28 and 16 px crops: two resolutions, one compile
 
 
 def test_drop_path_state_survives_a_checkpoint_and_the_resumed_step_is_identical(tmp_path):
