@@ -68,12 +68,16 @@ def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool) -> 
                 step_times.append(1.0 / record["steps_per_second"])
             if "method/embedding_spread" in record:
                 collapse.append(record["method/embedding_spread"])
-    config = json.load(open(os.path.join(workdir, "config.json")))
+    from jssl.config import load_config  # jax-heavy: only once a row is read
+    from jssl.methods import get_method_class
+
+    run_config = load_config(os.path.join(workdir, "config.json"))
+    config = run_config.to_dict()
     return {
         "method": method,
         "steps": results["step"],
         "batch": config["global_batch_size"],
-        "views": sum(c[0] for c in config["data"]["crops"]) or 2,
+        "views": get_method_class(run_config.method.name).num_views(run_config),
         "ssl": results["ssl"],
         "random_init": results.get("random_init", {}),
         "raw_pixels": results.get("raw_pixels", {}),
