@@ -5,22 +5,26 @@ from __future__ import annotations
 import json
 
 from benchmarks import methods_table
+from jssl.config import save_config
+from tests.train.helpers import load_config
 
 
-def _finished_run(workdir, *, crops=()):
+def _finished_run(workdir, *, method: str):
     workdir.mkdir(parents=True)
     ssl = {"knn": 0.912, "linear_probe": 0.95, "online_probe": 0.9}
     results = {"step": 300, "ssl": ssl, "random_init": {"knn": 0.46, "linear_probe": 0.47}, "raw_pixels": {"knn": 0.944, "linear_probe": 0.884}}
     (workdir / "results.json").write_text(json.dumps(results))
     (workdir / "wall_time.json").write_text(json.dumps({"wall_s": 125.4}))
-    (workdir / "config.json").write_text(json.dumps({"global_batch_size": 256, "data": {"crops": crops}}))
+    config = load_config(None, name=f"{method}_mnist")  # the run's saved config, as the trainer writes it
+    config.global_batch_size = 256
+    save_config(config, str(workdir / "config.json"))
     lines = [{"step": 10, "steps_per_second": 0.1}, {"step": 20, "steps_per_second": 2.0, "method/embedding_spread": 0.7},
              {"step": 30, "steps_per_second": 1.0, "method/embedding_spread": 0.6}, {"step": 40, "steps_per_second": 4.0}]
     (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
 
 
 def test_row_from_a_finished_run_is_not_retrained(tmp_path):
-    _finished_run(tmp_path / "dino", crops=[[2, "a"], [4, "b"]])
+    _finished_run(tmp_path / "dino", method="dino")  # views: 2 global + 4 local crops
     row = methods_table.run_one("dino", str(tmp_path / "dino"), None, rerun=False)
     assert row["views"] == 6 and row["batch"] == 256 and row["steps"] == 300
     assert row["step_s"] == 0.5  # median of the intervals after the first (compiling) one
