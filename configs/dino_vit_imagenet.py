@@ -37,12 +37,6 @@ import ml_collections
 
 from jssl import config as common
 
-_FLIP_COLOR = "hflip|color_jitter(0.4, 0.4, 0.2, 0.1, p=0.8)|grayscale(p=0.2)"
-_BLUR = "gaussian_blur(p={p}, sigma=(0.1, 2.0), kernel_frac=None)"
-GLOBAL_1 = f"random_resized_crop(224, scale=(0.4, 1.0))|{_FLIP_COLOR}|{_BLUR.format(p=1.0)}"
-GLOBAL_2 = f"random_resized_crop(224, scale=(0.4, 1.0))|{_FLIP_COLOR}|{_BLUR.format(p=0.1)}|solarize(p=0.2)"
-LOCAL = f"random_resized_crop(96, scale=(0.05, 0.4))|{_FLIP_COLOR}|{_BLUR.format(p=0.5)}"
-
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     if variant:
@@ -58,28 +52,14 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.name = "vit_s16"
     config.model.kwargs = ml_collections.ConfigDict(dict(drop_path=0.1, pool="cls", pos_embed="learned"))
 
-    config.data.augment = GLOBAL_1  # unused while data.crops is set
-    config.data.crops = ((1, GLOBAL_1), (1, GLOBAL_2), (num_local_crops, LOCAL))
-    config.data.num_workers = 32  # 12 crops per image are CPU-heavy
-
-    m = config.method
-    m.name = "dino"
-    m.num_global_crops = 2
-    m.num_local_crops = num_local_crops
-    m.out_dim = 65536
-    m.head_hidden_dim = 2048
-    m.head_bottleneck_dim = 256
-    m.head_layers = 3
-    m.head_batch_norm = False
-    m.norm_last_layer = False
-    m.student_temperature = 0.1
-    m.teacher_temperature_start = 0.04
-    m.teacher_temperature = 0.07
-    m.teacher_temperature_warmup_steps = 30 * steps_per_epoch
-    m.teacher_momentum = 0.996
-    m.teacher_momentum_final = 1.0
-    m.center_momentum = 0.9
-    m.freeze_last_layer_steps = 1 * steps_per_epoch
+    common.dino_imagenet(
+        config,
+        steps_per_epoch=steps_per_epoch,
+        global_scale=(0.4, 1.0),
+        local_scale=(0.05, 0.4),
+        num_local_crops=num_local_crops,
+        norm_last_layer=False,
+    )
 
     opt = config.optimizer
     opt.name = "adamw"

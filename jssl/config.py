@@ -198,6 +198,54 @@ def byol_augment(
     )
 
 
+def dino_imagenet(
+    c: ml_collections.ConfigDict,
+    *,
+    steps_per_epoch: int,
+    global_scale: tuple[float, float],
+    local_scale: tuple[float, float],
+    num_local_crops: int = 10,
+    norm_last_layer: bool,
+) -> None:
+    """Sets the multi-crop views and DINO fields the ResNet-50 and ViT ImageNet recipes share.
+
+    Caron et al. 2021 (`main_dino.py`): global crops at 224 px (view 1 blurred, view 2 lightly
+    blurred and solarized), `num_local_crops` at 96 px (blur 0.5), each with flip, colour
+    jitter and grayscale; head 2048 -> 2048 -> 256 -> 65536 without BatchNorm; teacher
+    temperature 0.04 -> 0.07 over 30 epochs; momentum 0.996 -> 1; last layer frozen for an epoch.
+    The recipes differ in crop areas and `norm_last_layer`.
+    """
+    flip_color = "hflip|color_jitter(0.4, 0.4, 0.2, 0.1, p=0.8)|grayscale(p=0.2)"
+    blur = "gaussian_blur(p={p}, sigma=(0.1, 2.0), kernel_frac=None)"
+    crop = "random_resized_crop({size}, scale=({lo}, {hi}))"
+    global_crop = crop.format(size=224, lo=global_scale[0], hi=global_scale[1])
+    view_1 = f"{global_crop}|{flip_color}|{blur.format(p=1.0)}"
+    view_2 = f"{global_crop}|{flip_color}|{blur.format(p=0.1)}|solarize(p=0.2)"
+    local = f"{crop.format(size=96, lo=local_scale[0], hi=local_scale[1])}|{flip_color}|{blur.format(p=0.5)}"
+    c.data.augment = view_1  # unused while data.crops is set
+    c.data.crops = ((1, view_1), (1, view_2), (num_local_crops, local))
+    c.data.num_workers = 32  # 12 crops per image are CPU-heavy
+
+    m = c.method
+    m.name = "dino"
+    m.num_global_crops = 2
+    m.num_local_crops = num_local_crops
+    m.out_dim = 65536
+    m.head_hidden_dim = 2048
+    m.head_bottleneck_dim = 256
+    m.head_layers = 3
+    m.head_batch_norm = False
+    m.norm_last_layer = norm_last_layer
+    m.student_temperature = 0.1
+    m.teacher_temperature_start = 0.04
+    m.teacher_temperature = 0.07
+    m.teacher_temperature_warmup_steps = 30 * steps_per_epoch
+    m.teacher_momentum = 0.996
+    m.teacher_momentum_final = 1.0
+    m.center_momentum = 0.9
+    m.freeze_last_layer_steps = 1 * steps_per_epoch
+
+
 def imagenet(c: ml_collections.ConfigDict) -> None:
     """Sets the data, model and evaluation fields every ImageNet ResNet-50 recipe shares.
 
