@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import jax
 import numpy as np
 
-from jssl import data, methods
+from jssl import data, methods, sharding
 from tests.train.helpers import REPO, load_config
 
 METHOD_NAMES = sorted(methods.METHODS)
@@ -84,3 +85,24 @@ def view_batch(augmentations: list[str], global_batch: int, *, seed: int = 0, si
         for _ in range(global_batch)
     ]
     return {k: np.stack([r[k] for r in records]) for k in records[0]}
+
+
+def run_steps(config, mesh, num_steps: int, *, image_shape=(28, 28, 1), wrap_step=None):
+    """`num_steps` train steps of `config` on `mesh` from a fresh state, on fixed view batches.
+
+    Returns `(experiment, params before, state after the first step, metrics of every step)`,
+    on the host: what the sharded-equality and compile-once tests compare.
+    """
+    from jssl.train import build_experiment  # the trainer, only for tests that step
+
+    exp = build_experiment(config, image_shape=image_shape, mesh=mesh, wrap_step=wrap_step)
+    state = exp.init_state()
+    before = jax.device_get(state.params)
+    metrics = []
+    for step in range(num_steps):
+        batch = view_batch(exp.view_augmentations, config.global_batch_size, seed=step)
+        state, m = exp.train_step(state, sharding.host_batch_to_global(batch, mesh))
+        metrics.append(jax.device_get(m))
+        if step == 0:
+            after_first = jax.device_get(state)
+    return exp, before, after_first, metrics

@@ -29,7 +29,7 @@ from flax import nnx
 
 from jssl import methods, sharding
 from jssl.methods.common import Teacher
-from jssl.train import build_experiment, train
+from jssl.train import train
 from jssl.train.trainer import view_augmentations
 from tests.methods.helpers import (
     METHOD_NAMES,
@@ -38,6 +38,7 @@ from tests.methods.helpers import (
     apply,
     as_cli,
     config_path,
+    run_steps,
     tiny_config,
     tiny_overrides,
     view_batch,
@@ -59,18 +60,7 @@ SGD = {
 
 
 def _run_steps(name: str, mesh, num_steps: int, wrap_step=None):
-    config = tiny_config(name, **SGD)
-    exp = build_experiment(config, image_shape=IMAGE_SHAPE, mesh=mesh, wrap_step=wrap_step)
-    state = exp.init_state()
-    before = jax.device_get(state.params)
-    metrics = []
-    for step in range(num_steps):
-        batch = view_batch(exp.view_augmentations, config.global_batch_size, seed=step)
-        state, m = exp.train_step(state, sharding.host_batch_to_global(batch, mesh))
-        metrics.append(jax.device_get(m))
-        if step == 0:
-            after_first = jax.device_get(state)
-    return exp, before, after_first, metrics
+    return run_steps(tiny_config(name, **SGD), mesh, num_steps, image_shape=IMAGE_SHAPE, wrap_step=wrap_step)
 
 
 @functools.lru_cache(maxsize=None)

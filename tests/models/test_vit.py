@@ -29,7 +29,7 @@ from jssl.models.partitioning import activation_sharding, constrain
 from jssl.models.transformer import Encoder
 from jssl.models.vit import VITS, patchify, resize_pos_embed, sincos_2d
 from jssl.train import build_experiment
-from tests.methods.helpers import tiny_config, view_batch
+from tests.methods.helpers import run_steps, tiny_config, view_batch
 
 IMAGE_SHAPE = (28, 28, 1)
 # A ViT that compiles in seconds: 16 px wide, 2 blocks, 4 heads (divisible by a tensor axis of
@@ -263,18 +263,7 @@ def _vit_config(method: str, **overrides):
 
 
 def _run_steps(mesh, num_steps: int, wrap_step=None):
-    config = _vit_config("simclr", **SGD)
-    exp = build_experiment(config, image_shape=IMAGE_SHAPE, mesh=mesh, wrap_step=wrap_step)
-    state = exp.init_state()
-    before = jax.device_get(state.params)
-    metrics = []
-    for step in range(num_steps):
-        batch = view_batch(exp.view_augmentations, config.global_batch_size, seed=step)
-        state, m = exp.train_step(state, sharding.host_batch_to_global(batch, mesh))
-        metrics.append(jax.device_get(m))
-        if step == 0:
-            after_first = jax.device_get(state)
-    return exp, before, after_first, metrics
+    return run_steps(_vit_config("simclr", **SGD), mesh, num_steps, image_shape=IMAGE_SHAPE, wrap_step=wrap_step)
 
 
 @functools.cache
