@@ -73,6 +73,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # 0: the center is this batch's mean teacher output, the closest centering gets to SwAV's
     # per-batch balancing (150 steps: 0.618 at 0.9, 0.627 at 0.5, 0.648 at 0).
     m.center_momentum = 0.0
+    m.centering = "center"
+    m.sinkhorn_iterations = 3
     m.freeze_last_layer_steps = 10
 
     config.optimizer.base_learning_rate = 2.0  # x global_batch/256: peak 1.0

@@ -243,6 +243,8 @@ def dino_imagenet(
     m.teacher_momentum = 0.996
     m.teacher_momentum_final = 1.0
     m.center_momentum = 0.9
+    m.centering = "center"  # or 'sinkhorn_knopp' (DINOv2's teacher balancing)
+    m.sinkhorn_iterations = 3
     m.freeze_last_layer_steps = 1 * steps_per_epoch
 
 

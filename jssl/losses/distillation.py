@@ -1,9 +1,10 @@
 """Self-distillation losses: BYOL/SimSiam's negative cosine and DINO's cross-entropy to a
-centered, sharpened teacher, with DINO's center update.
+centered (or Sinkhorn-Knopp balanced), sharpened teacher, with DINO's center update.
 
-Both losses are per-example given their inputs, so they need no `axis_name`: inside
-`shard_map`, `pmean` the loss. Only the DINO center is a batch statistic and
-`update_center` takes `axis_name`.
+The cosine loss is per-example given its inputs: inside `shard_map`, `pmean` it. Batch
+statistics take `axis_name`: the DINO center (`update_center`) and DINO's Sinkhorn-Knopp
+teacher balancing (`dino(centering='sinkhorn_knopp')`, which equipartitions the teacher's
+outputs over the global batch); `dino` also averages its loss over `axis_name`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from jax import lax
 from jssl.losses import _checks
 from jssl.losses import _sharding
 from jssl.losses._sharding import AxisName
+from jssl.losses.clustering import sinkhorn_knopp
 from jssl.losses.contrastive import l2_normalize
 
 Metrics = dict[str, jax.Array]
@@ -88,6 +90,9 @@ def dino(
     center: jax.Array,
     student_temperature: float = 0.1,
     teacher_temperature: float = 0.04,
+    centering: str = "center",
+    sinkhorn_iterations: int = 3,
+    axis_name: AxisName = None,
 ) -> tuple[jax.Array, Metrics]:
     """DINO's self-distillation loss over multi-crop views.
 
@@ -97,6 +102,11 @@ def dino(
     crop g and every student crop v != g, the loss is the cross-entropy
     `-sum_k P_t[g, k] log P_s[v, k]`, averaged over the pairs and the batch.
 
+    `centering='sinkhorn_knopp'` replaces the running center by DINOv2's teacher balancing:
+    the teacher's distribution is Sinkhorn-Knopp of `teacher_logits / teacher_temperature`
+    over all global crops of the global batch, so every prototype receives equal mass in
+    every batch (the running center balances only on average). `center` is then ignored.
+
     Args:
       student_logits: [crops, batch, K] student head outputs; the first `global_crops`
         crops must be the global crops, in the same order as the teacher's.
@@ -105,6 +115,11 @@ def dino(
       student_temperature: 0.1 in the paper.
       teacher_temperature: 0.04 in the paper (after a warm-up from 0.04 to 0.07 in some
         configs; pass the scheduled value).
+      centering: 'center' (DINO: subtract `center`) or 'sinkhorn_knopp' (DINOv2).
+      sinkhorn_iterations: Sinkhorn-Knopp rounds (3 in DINOv2); only with 'sinkhorn_knopp'.
+      axis_name: mesh axis the batch is sharded over, inside `shard_map` (equal shards): the
+        Sinkhorn-Knopp balancing runs over the global batch, and the loss and metrics are
+        averaged over the axis.
 
     Returns:
       `(loss, metrics)` with `teacher_entropy` and `student_entropy` (mean entropy of the
@@ -113,18 +128,28 @@ def dino(
 
     References:
       Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021,
-      Eq. (3)-(4) and Algorithm 1.
+      Eq. (3)-(4) and Algorithm 1; Oquab et al., "DINOv2: Learning Robust Visual Features
+      without Supervision", TMLR 2024, Sec. 5 (Sinkhorn-Knopp centering).
     """
     fn = "dino"
     _check_dino(fn, student_logits, teacher_logits, center)
     _checks.check_positive(fn, "student_temperature", student_temperature)
     _checks.check_positive(fn, "teacher_temperature", teacher_temperature)
+    if centering not in ("center", "sinkhorn_knopp"):
+        raise ValueError(f"{fn}: centering must be 'center' or 'sinkhorn_knopp', got {centering!r}.")
     s_crops, g_crops = student_logits.shape[0], teacher_logits.shape[0]
     if s_crops < 2:
         raise ValueError(f"{fn}: needs at least 2 crops, got {s_crops}.")
     t = lax.stop_gradient(teacher_logits.astype(jnp.float32))
-    c = lax.stop_gradient(center.astype(jnp.float32).reshape(-1))
-    t_prob = jax.nn.softmax((t - c) / teacher_temperature, axis=-1)
+    if centering == "center":
+        c = lax.stop_gradient(center.astype(jnp.float32).reshape(-1))
+        t_prob = jax.nn.softmax((t - c) / teacher_temperature, axis=-1)
+    else:
+        # One balancing over both global crops together, as DINOv2 does.
+        flat = t.reshape(-1, t.shape[-1])
+        t_prob = sinkhorn_knopp(
+            flat, epsilon=teacher_temperature, num_iters=sinkhorn_iterations, axis_name=axis_name
+        ).reshape(t.shape)
     s_logp = jax.nn.log_softmax(student_logits.astype(jnp.float32) / student_temperature, axis=-1)
     # cross[g, v] = mean_b CE(teacher crop g, student crop v); an einsum avoids a python
     # double loop over crops.
@@ -134,7 +159,9 @@ def dino(
     loss = jnp.sum(jnp.where(same_view, 0.0, cross)) / n_pairs
     t_ent = -jnp.sum(t_prob * jnp.log(jnp.maximum(t_prob, 1e-30)), -1).mean()
     s_ent = -jnp.sum(jnp.exp(s_logp) * s_logp, -1).mean()
-    return loss, {"teacher_entropy": t_ent, "student_entropy": lax.stop_gradient(s_ent)}
+    metrics = {"teacher_entropy": t_ent, "student_entropy": lax.stop_gradient(s_ent)}
+    # Equal shards: the mean of the shards' means is the global mean.
+    return _sharding.pmean(loss, axis_name), _sharding.pmean(metrics, axis_name)
 
 
 def update_center(

@@ -6,6 +6,8 @@ sees only the global crops, the student every crop; the student's softmax (tempe
 of each crop is trained to match the teacher's centered, sharpened softmax of every *other*
 global crop (`losses.dino`). The center is a `Buffer` [K] moved after each batch by
 `losses.update_center` (momentum 0.9) from the teacher's logits over the global batch.
+`method.centering='sinkhorn_knopp'` balances the teacher by Sinkhorn-Knopp over the global
+batch instead (DINOv2, Oquab et al. 2024); the center is then still tracked, as a diagnostic.
 
 The DINO head: an MLP (`head_layers` linear layers, GELU, optional BatchNorm; hidden 2048 ->
 bottleneck 256 in the paper), L2 normalization, then a weight-normalized linear layer to K
@@ -133,6 +135,12 @@ class DINO(Method):
         check_momentum("method.teacher_momentum", hp.teacher_momentum)
         check_momentum("method.teacher_momentum_final", hp.teacher_momentum_final)
         check_momentum("method.center_momentum", hp.center_momentum)
+        centering = hp.get("centering", "center")
+        if centering not in ("center", "sinkhorn_knopp"):
+            raise ValueError(f"method.centering must be 'center' (DINO) or 'sinkhorn_knopp' (DINOv2); got {centering!r}")
+        sinkhorn_iterations = int(hp.get("sinkhorn_iterations", 3))
+        if sinkhorn_iterations < 1:
+            raise ValueError(f"method.sinkhorn_iterations must be >= 1; got {sinkhorn_iterations}")
         if int(hp.out_dim) < 2:
             raise ValueError(f"method.out_dim (K) must be >= 2; got {hp.out_dim}")
         if int(hp.head_layers) < 1:
@@ -143,6 +151,8 @@ class DINO(Method):
         self.num_global_crops = g
         self.student_temperature = float(hp.student_temperature)
         self.center_momentum = float(hp.center_momentum)
+        self.centering = centering
+        self.sinkhorn_iterations = sinkhorn_iterations
         self.freeze_last_layer_steps = int(hp.freeze_last_layer_steps)
         self.teacher_temperature_schedule = optax.linear_schedule(
             float(hp.teacher_temperature_start), float(hp.teacher_temperature), int(hp.teacher_temperature_warmup_steps)
@@ -205,6 +215,8 @@ class DINO(Method):
             center=center,
             student_temperature=self.student_temperature,
             teacher_temperature=temperature,
+            centering=self.centering,
+            sinkhorn_iterations=self.sinkhorn_iterations,
         )
         self.center.set_value(losses.update_center(center, teacher_logits, momentum=self.center_momentum))
         features, z = first[0]

@@ -156,6 +156,18 @@ CASES = [
         bf16_tol=1e-1,
     ),
     Case(
+        "dino_sinkhorn",
+        lambda ax: lambda s, t, c: losses.dino(
+            s, t, center=c, teacher_temperature=0.5, centering="sinkhorn_knopp", axis_name=ax
+        ),
+        lambda: (_normal(4, 4, B, 10), _normal(5, 2, B, 10), _normal(6, 10, scale=0.1)),
+        lambda s, t, c: reference.dino_sinkhorn(s, t, tt=0.5),
+        (0, 1),
+        (0,),
+        (P(None, "data"), P(None, "data"), R),
+        bf16_tol=1e-1,
+    ),
+    Case(
         "vicreg",
         lambda ax: functools.partial(losses.vicreg, axis_name=ax),
         _pair,

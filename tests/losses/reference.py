@@ -89,6 +89,23 @@ def dino(student, teacher, center, ts=0.1, tt=0.04):
     return total / pairs
 
 
+def dino_sinkhorn(student, teacher, ts=0.1, tt=0.04, iters=3):
+    """DINOv2's teacher: Sinkhorn-Knopp of teacher / tt over both global crops jointly."""
+    student = np.asarray(student, np.float64)
+    teacher = np.asarray(teacher, np.float64)
+    g, b, k = teacher.shape
+    targets = sinkhorn_knopp(teacher.reshape(g * b, k), tt, iters).reshape(g, b, k)
+    total, pairs = 0.0, 0
+    for t in range(g):
+        for v in range(student.shape[0]):
+            if v == t:
+                continue
+            for i in range(b):
+                total -= float(np.sum(targets[t, i] * np.log(_softmax(student[v, i] / ts)))) / b
+            pairs += 1
+    return total / pairs
+
+
 def vicreg(z1, z2, sim=25.0, var=25.0, cov=1.0, eps=1e-4):
     z1 = np.asarray(z1, np.float64)
     z2 = np.asarray(z2, np.float64)

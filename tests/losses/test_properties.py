@@ -214,6 +214,10 @@ _BAD = [
         lambda: losses.dino(jnp.ones((4, 2, 5)), jnp.ones((2, 2, 5)), center=jnp.zeros(5), teacher_temperature=-1.0),
         "teacher_temperature",
     ),
+    (
+        lambda: losses.dino(jnp.ones((4, 2, 5)), jnp.ones((2, 2, 5)), center=jnp.zeros(5), centering="mean"),
+        "centering",
+    ),
     (lambda: losses.update_center(jnp.zeros(5), jnp.ones((2, 3, 5)), momentum=2.0), "momentum"),
     (lambda: losses.vicreg(_z, jnp.ones((3, 3))), "same shape"),
     (lambda: losses.vicreg(jnp.ones((1, 3)), jnp.ones((1, 3))), "at least 2"),

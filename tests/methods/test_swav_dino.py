@@ -264,6 +264,8 @@ def test_crops_not_matching_num_views(name):
         ("dino", {"method.student_temperature": 0.0}, "method.student_temperature"),
         ("dino", {"method.teacher_temperature_start": -1.0}, "method.teacher_temperature_start"),
         ("dino", {"method.out_dim": 1}, "method.out_dim"),
+        ("dino", {"method.centering": "mean"}, "method.centering"),
+        ("dino", {"method.sinkhorn_iterations": 0}, "method.sinkhorn_iterations"),
     ],
 )
 def test_bad_options_are_one_line_value_errors(name, overrides, field):
