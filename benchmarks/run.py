@@ -47,12 +47,19 @@ class Runner:
         self.args = args
         self.cache: dict[Any, dict[str, Any]] = {}
         self.log_lines: list[str] = []
+        # Every worker's result is appended here as it arrives, so a suite cut off by a time
+        # limit (a lent GPU's lease) still leaves the entries it finished.
+        self.partial_path: str | None = getattr(args, "partial_path", None)
+        if self.partial_path:
+            os.makedirs(os.path.dirname(os.path.abspath(self.partial_path)), exist_ok=True)
+            open(self.partial_path, "w").close()
 
     def log(self, msg: str) -> None:
         print(msg, flush=True)
 
     def worker(self, task: str, spec: dict[str, Any], *, xla_flags: str = "", devices: int = 1,
-               threads: int = 0, python: str | None = None, timeout: float = 900) -> dict[str, Any]:
+               threads: int = 0, python: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+        timeout = timeout or getattr(self.args, "worker_timeout", 900)
         env = dict(os.environ)
         flags = [f for f in (env.get("XLA_FLAGS", ""), xla_flags) if f]
         if devices > 1:
@@ -69,22 +76,38 @@ class Runner:
                 proc = subprocess.run([python or sys.executable, "-m", "benchmarks.worker", task, json.dumps(spec), out],
                                       env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
             except subprocess.TimeoutExpired:
-                return {"error": f"timed out after {timeout:.0f} s"}
+                result = {"error": f"timed out after {timeout:.0f} s"}
+                self._append_partial(task, result)
+                return result
             wall = time.perf_counter() - t0
             if not os.path.exists(out):
-                return {"error": f"worker exited {proc.returncode}: {proc.stderr[-2000:]}"}
+                result = {"error": f"worker exited {proc.returncode}: {proc.stderr[-2000:]}"}
+                self.log(f"  ! {task} failed: {result['error']}")
+                self._append_partial(task, result)
+                return result
             with open(out) as f:
                 result = json.load(f)
         result["worker_wall_s"] = wall
         if "error" in result:
             self.log(f"  ! {task} failed: {result['error']}")
+        self._append_partial(task, result)
         return result
+
+    def _append_partial(self, task: str, result: dict[str, Any]) -> None:
+        if self.partial_path:
+            with open(self.partial_path, "a") as f:
+                f.write(json.dumps({"task": task, **result}, default=str) + "\n")
 
     def step(self, entry: StepEntry) -> dict[str, Any]:
         if entry not in self.cache:
             self.log(f"- step {entry.name} {entry.xla_flags or '(default flags)'} on {entry.devices} device(s)")
-            self.cache[entry] = self.worker("step", entry.to_dict(), xla_flags=entry.xla_flags,
-                                            devices=entry.devices, threads=entry.threads)
+            self.cache[entry] = res = self.worker("step", entry.to_dict(), xla_flags=entry.xla_flags,
+                                                  devices=entry.devices, threads=entry.threads)
+            if "step_median_s" in res:
+                mfu = res.get("mfu")
+                self.log(f"  = compile {res.get('compile_s', float('nan')):.1f} s, step {res['step_median_s']:.4f} s, "
+                         f"{res.get('examples_per_s_per_device', float('nan')):.1f} ex/s/dev"
+                         + (f", MFU {mfu:.3f}" if mfu else ""))
         return self.cache[entry]
 
 
@@ -359,13 +382,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="rounds of the XLA flag study (interleaved)")
     ap.add_argument("--profile", default=None, metavar="DIR",
                     help="also write a jax.profiler trace of 3 steps of each step entry to DIR/<entry>")
+    ap.add_argument("--worker-timeout", type=float, default=900, help="seconds before one worker process is stopped")
     ap.add_argument("--only", default="", help="comma-separated sections: steps,flops,flags,conv,peers,data,scaling")
     args = ap.parse_args(argv)
     suite = get_suite(args.suite)
+    path = args.out or os.path.join(REPO, "runs", "bench", f"{suite.name}.json")
+    args.partial_path = os.path.splitext(path)[0] + ".partial.jsonl"
     out = run_suite(suite, args)
     text = report(out)
     print("\n" + text)
-    path = args.out or os.path.join(REPO, "runs", "bench", f"{suite.name}.json")
     harness.write_json(path, {**out, "table": text})
     print(f"\nwrote {path}")
     return 0

@@ -41,3 +41,17 @@ def test_worker_reports_errors_instead_of_crashing():
     runner = Runner(argparse.Namespace(peak_tflops=None))
     result = runner.worker("no-such-task", {}, timeout=60)
     assert "unknown task" in result["error"]
+
+
+def test_every_worker_result_is_appended_to_the_partial_file_at_once(tmp_path):
+    # A suite cut off by a time limit must still leave what it measured: each result is on
+    # disk before the next worker starts.
+    import json
+
+    partial = tmp_path / "suite.partial.jsonl"
+    runner = Runner(argparse.Namespace(peak_tflops=None, partial_path=str(partial)))
+    runner.worker("no-such-task", {}, timeout=60)
+    assert partial.read_text().count("\n") == 1
+    runner.worker("no-such-task", {"x": 1}, timeout=60)
+    rows = [json.loads(line) for line in partial.read_text().splitlines()]
+    assert [r["task"] for r in rows] == ["no-such-task"] * 2 and all("unknown task" in r["error"] for r in rows)
