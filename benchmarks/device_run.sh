@@ -20,5 +20,5 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 for suite in "$@"; do
   echo "=== suite $suite ($(date -u +%T))"
   python3 -m benchmarks.run --suite "$suite" --only steps --worker-timeout "${WORKER_TIMEOUT:-300}" \
-    --out "$OUT/$suite.json" 2>&1 | tee "$OUT/$suite.log"
+    --out "$OUT/$suite.json" 2>&1
 done
