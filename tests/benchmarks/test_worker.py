@@ -55,3 +55,16 @@ def test_every_worker_result_is_appended_to_the_partial_file_at_once(tmp_path):
     runner.worker("no-such-task", {"x": 1}, timeout=60)
     rows = [json.loads(line) for line in partial.read_text().splitlines()]
     assert [r["task"] for r in rows] == ["no-such-task"] * 2 and all("unknown task" in r["error"] for r in rows)
+
+
+def test_recount_replaces_an_undercounted_compiled_figure():
+    from benchmarks.recount_flops import recount_row
+
+    # An H200 row as recorded before the fix: the compiled count missed the cuDNN convolutions.
+    row = {"name": "x", "step_median_s": 0.05, "num_devices": 1, "peak_tflops": 1000.0, "xla_flops": 1e11,
+           "mfu": 0.002, "mfu_flops_source": "xla", "analytic_flops_valid": 6e12}
+    out = recount_row(row, 6e12)
+    assert out["xla_flops_compiled"] == 1e11 and out["xla_flops"] == 6e12
+    assert abs(out["tflops_per_device"] - 120.0) < 1e-9 and abs(out["mfu"] - 0.12) < 1e-12
+    assert abs(out["flops_agreement"] - 1.0) < 1e-12 and out["step_median_s"] == 0.05
+    assert recount_row(row, None)["mfu"] == 0.002  # nothing to recount with: unchanged
