@@ -2,7 +2,7 @@
 
 `python -m benchmarks.recount_flops runs/bench/gpu-methods.json [--out FILE]`
 
-Runs measured before `run_step` took XLA's count from the lowered step (commit 6d32e58 and
+Runs measured before `run_step` took XLA's count from the lowered step (commit 372cb3e and
 earlier) took it from the compiled executable, whose cost analysis on GPU misses the
 convolutions that became cuDNN custom calls: their FLOPs and MFU read about 50x too low. The
 lowered step's HLO does not depend on the device it will run on, so this recounts each step
