@@ -295,7 +295,8 @@ def _hsv_tables() -> dict[str, np.ndarray]:
     d1, d2 = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
     full = np.full_like(d1, 255)
     # Case 0: red is the maximum (PIL tests red first, then green).
-    colours = [np.stack(c, -1) for c in ((full, 255 - d1, 255 - d2), (255 - d1, full, 255 - d2), (255 - d1, 255 - d2, full))]
+    layouts = ((full, 255 - d1, 255 - d2), (255 - d1, full, 255 - d2), (255 - d1, 255 - d2, full))
+    colours = [np.stack(c, -1) for c in layouts]
     rgb = np.concatenate(colours).astype(np.uint8)  # [3 * 256, 256, 3]
     hue = np.asarray(Image.fromarray(rgb, mode="RGB").convert("HSV"))[..., 0].reshape(3, 256, 256)
     span, top = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")

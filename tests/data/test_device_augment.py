@@ -44,7 +44,10 @@ def test_exact_ops_match_host(channels: int) -> None:
         "grayscale": (lambda im, b: A.apply_grayscale(im, on[b]), D.apply_grayscale(x, on)),
         "solarize": (lambda im, b: A.apply_solarize(im, on[b], threshold=100), D.apply_solarize(x, on, threshold=100)),
         "center_crop": (lambda im, b: A.center_crop((7, 9))(im, None), D.apply_center_crop(x, size=(7, 9))),
-        "resize_shorter": (lambda im, b: A.resize_shorter(10)(im, None), D.apply_resize(x, size=D._shorter_size(20, 24, 10))),
+        "resize_shorter": (
+            lambda im, b: A.resize_shorter(10)(im, None),
+            D.apply_resize(x, size=D._shorter_size(20, 24, 10)),
+        ),
     }
     for name, (host_fn, device) in checks.items():
         host = np.stack([host_fn(x[b], b) for b in range(B)])
