@@ -23,7 +23,7 @@ import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -31,6 +31,16 @@ from PIL import Image, ImageFilter
 __all__ = [
     "AUGMENTATIONS",
     "Augment",
+    "BlurParams",
+    "CropBox",
+    "JitterParams",
+    "apply_color_jitter",
+    "apply_gaussian_blur",
+    "apply_grayscale",
+    "apply_hflip",
+    "apply_random_resized_crop",
+    "apply_solarize",
+    "blur_radius",
     "center_crop",
     "color_jitter",
     "compose",
@@ -42,11 +52,49 @@ __all__ = [
     "random_resized_crop",
     "resize",
     "resize_shorter",
+    "sample_color_jitter",
+    "sample_gaussian_blur",
+    "sample_grayscale",
+    "sample_hflip",
+    "sample_random_resized_crop",
+    "sample_solarize",
     "solarize",
 ]
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 Size = int | Sequence[int]
+
+
+
+# Parameter records shared with the on-device twins (jssl.data.device_augment):
+# here they hold Python / numpy scalars for one image, there arrays with a
+# leading batch axis. Random ops are split into sample_<op>(rng, ...) -> params
+# and apply_<op>(image, params, ...), so a test can feed one side's parameters
+# to the other side's apply.
+class CropBox(NamedTuple):
+    """Crop window in input pixels: rows [top, top + height), columns [left, left + width)."""
+
+    top: Any
+    left: Any
+    height: Any
+    width: Any
+
+
+class JitterParams(NamedTuple):
+    """One colour-jitter draw: ``order`` lists op ids (0 brightness, 1 contrast, 2 saturation, 3 hue)."""
+
+    apply: Any
+    order: Any
+    factors: Any  # (brightness, contrast, saturation) multipliers
+    hue_shift: Any  # fraction of the colour circle, in [-hue, hue]
+
+
+class BlurParams(NamedTuple):
+    """One Gaussian-blur draw: whether to blur and the standard deviation in pixels."""
+
+    apply: Any
+    sigma: Any
+
 
 # ITU-R 601-2 luma, the weights PIL and torchvision use for RGB -> L.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -152,6 +200,50 @@ def center_crop(size: Size) -> Augment:
     return op
 
 
+def sample_random_resized_crop(
+    rng: np.random.Generator,
+    *,
+    height: int,
+    width: int,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> CropBox:
+    """Draws the crop window of :func:`random_resized_crop` for a ``height x width`` image.
+
+    torchvision's ``RandomResizedCrop`` sampling: up to ``attempts``
+    rejection-sampling tries of (area, log-aspect), then a central crop
+    clamped to ``ratio``.
+    """
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        # One draw per attempt: generator calls dominate the cost on small images.
+        u_area, u_ratio, u_top, u_left = rng.random(4)
+        target = area * (scale[0] + (scale[1] - scale[0]) * u_area)
+        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * u_ratio)
+        cw = int(round(math.sqrt(target * aspect)))
+        ch = int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= width and 0 < ch <= height:
+            return CropBox(int(u_top * (height - ch + 1)), int(u_left * (width - cw + 1)), ch, cw)
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        cw, ch = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        ch, cw = height, int(round(height * ratio[1]))
+    else:
+        cw, ch = width, height
+    return CropBox((height - ch) // 2, (width - cw) // 2, ch, cw)
+
+
+def apply_random_resized_crop(image: np.ndarray, box: CropBox, *, size: Size) -> np.ndarray:
+    """Crops ``box`` and bilinearly resizes it to ``size`` in one PIL call (``box=``)."""
+    height, width = _size_hw(size)
+    top, left, ch, cw = (int(v) for v in box)
+    pil_box = (left, top, left + cw, top + ch)
+    return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR, box=pil_box))
+
+
 def random_resized_crop(
     size: Size,
     scale: Sequence[float] = (0.08, 1.0),
@@ -160,45 +252,33 @@ def random_resized_crop(
 ) -> Augment:
     """Inception-style crop of random area and aspect ratio, resized to ``size``.
 
-    Crop sampling follows torchvision's ``RandomResizedCrop``: up to
-    ``attempts`` rejection-sampling tries, then a central crop clamped to
-    ``ratio``. Crop and bilinear resize are a single PIL call (``box=``).
+    Crop sampling follows torchvision's ``RandomResizedCrop``
+    (:func:`sample_random_resized_crop`); crop and bilinear resize are a
+    single PIL call (:func:`apply_random_resized_crop`).
     """
-    height, width = _size_hw(size)
+    _size_hw(size)
     scale = _check_range("scale", scale)
     ratio = _check_range("ratio", ratio, low=1e-6)
     if scale[1] > 1.0 or scale[0] <= 0.0:
         raise ValueError(f"scale must lie in (0, 1]; got {scale!r}")
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-
-    def crop_box(h: int, w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
-        area = h * w
-        for _ in range(attempts):
-            # One draw per attempt: generator calls dominate the cost on small images.
-            u_area, u_ratio, u_top, u_left = rng.random(4)
-            target = area * (scale[0] + (scale[1] - scale[0]) * u_area)
-            aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * u_ratio)
-            cw = int(round(math.sqrt(target * aspect)))
-            ch = int(round(math.sqrt(target / aspect)))
-            if 0 < cw <= w and 0 < ch <= h:
-                top = int(u_top * (h - ch + 1))
-                left = int(u_left * (w - cw + 1))
-                return left, top, left + cw, top + ch
-        in_ratio = w / h
-        if in_ratio < ratio[0]:
-            cw, ch = w, int(round(w / ratio[0]))
-        elif in_ratio > ratio[1]:
-            ch, cw = h, int(round(h * ratio[1]))
-        else:
-            cw, ch = w, h
-        top, left = (h - ch) // 2, (w - cw) // 2
-        return left, top, left + cw, top + ch
 
     def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        box = crop_box(image.shape[0], image.shape[1], rng)
-        return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR, box=box))
+        box = sample_random_resized_crop(
+            rng, height=image.shape[0], width=image.shape[1], scale=scale, ratio=ratio, attempts=attempts
+        )
+        return apply_random_resized_crop(image, box, size=size)
 
     return op
+
+
+def sample_hflip(rng: np.random.Generator, *, p: float) -> bool:
+    """Whether :func:`hflip` mirrors this image."""
+    return bool(rng.random() < p)
+
+
+def apply_hflip(image: np.ndarray, flip: bool) -> np.ndarray:
+    """Mirrors left-right when ``flip``; returns ``image`` itself otherwise."""
+    return np.ascontiguousarray(image[:, ::-1]) if flip else image
 
 
 def hflip(p: float = 0.5) -> Augment:
@@ -206,9 +286,7 @@ def hflip(p: float = 0.5) -> Augment:
     p = _check_p(p)
 
     def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() < p:
-            return np.ascontiguousarray(image[:, ::-1])
-        return image
+        return apply_hflip(image, sample_hflip(rng, p=p))
 
     return op
 
@@ -226,6 +304,61 @@ def _shift_hue(image: np.ndarray, shift: float) -> np.ndarray:
     return np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"))
 
 
+def _check_jitter(brightness: float, contrast: float, saturation: float, hue: float) -> tuple[float, ...]:
+    for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+        if float(value) < 0:
+            raise ValueError(f"{name} must be >= 0; got {value!r}")
+    if not 0.0 <= float(hue) <= 0.5:
+        raise ValueError(f"hue must be in [0, 0.5]; got {hue!r}")
+    return float(brightness), float(contrast), float(saturation), float(hue)
+
+
+def sample_color_jitter(
+    rng: np.random.Generator, *, p: float, brightness: float, contrast: float, saturation: float, hue: float
+) -> JitterParams:
+    """Draws :func:`color_jitter`'s gate, order, factors and hue shift.
+
+    Factors come from ``[max(0, 1 - x), 1 + x]``, the hue shift from
+    ``[-hue, hue]``. When the gate is closed nothing more is drawn (neutral
+    parameters are returned), as before the sample/apply split.
+    """
+    if rng.random() >= p:
+        return JitterParams(False, (0, 1, 2, 3), (1.0, 1.0, 1.0), 0.0)
+    # Draw every parameter in one call, in a fixed layout, so the random
+    # stream does not depend on which jitters are active; argsort of iid
+    # uniforms is a uniformly random order.
+    u = rng.random(8)
+    order = tuple(int(k) for k in np.argsort(u[:4]))
+    strengths = (brightness, contrast, saturation)
+    factors = tuple(max(0.0, 1.0 - s) + (1.0 + s - max(0.0, 1.0 - s)) * v for s, v in zip(strengths, u[4:7]))
+    return JitterParams(True, order, factors, hue * (2.0 * u[7] - 1.0))
+
+
+def apply_color_jitter(
+    image: np.ndarray, params: JitterParams, *, active: Sequence[bool] = (True, True, True, True)
+) -> np.ndarray:
+    """Applies one jitter draw; ``active[k]`` says whether op ``k`` is configured (strength > 0).
+
+    Saturation and hue need colour, so they are skipped on non-RGB images.
+    """
+    if not params.apply:
+        return image
+    is_rgb = image.shape[-1] == 3
+    x = image.astype(np.float32)
+    factors = params.factors
+    for k in params.order:
+        if k == 0 and active[0]:
+            x = np.clip(x * factors[0], 0, 255)
+        elif k == 1 and active[1]:
+            mean = float((_gray(x) if is_rgb else x).mean())
+            x = np.clip(factors[1] * x + (1.0 - factors[1]) * mean, 0, 255)
+        elif k == 2 and active[2] and is_rgb:
+            x = np.clip(factors[2] * x + (1.0 - factors[2]) * _gray(x), 0, 255)
+        elif k == 3 and active[3] and is_rgb:
+            x = _shift_hue(_to_uint8(x), params.hue_shift).astype(np.float32)
+    return _to_uint8(x)
+
+
 def color_jitter(
     brightness: float = 0.4,
     contrast: float = 0.4,
@@ -240,38 +373,26 @@ def color_jitter(
     they are skipped on single-channel images.
     """
     p = _check_p(p)
-    for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
-        if float(value) < 0:
-            raise ValueError(f"{name} must be >= 0; got {value!r}")
-    if not 0.0 <= float(hue) <= 0.5:
-        raise ValueError(f"hue must be in [0, 0.5]; got {hue!r}")
-    strengths = (float(brightness), float(contrast), float(saturation), float(hue))
+    b, c, s, h = _check_jitter(brightness, contrast, saturation, hue)
+    active = (b > 0, c > 0, s > 0, h > 0)
 
     def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= p:
-            return image
-        is_rgb = image.shape[-1] == 3
-        x = image.astype(np.float32)
-        # Draw every parameter in one call, in a fixed layout, so the random
-        # stream does not depend on which jitters are active; argsort of iid
-        # uniforms is a uniformly random order.
-        u = rng.random(8)
-        order = np.argsort(u[:4])
-        factors = [max(0.0, 1.0 - s) + (1.0 + s - max(0.0, 1.0 - s)) * v for s, v in zip(strengths[:3], u[4:7])]
-        hue_shift = strengths[3] * (2.0 * u[7] - 1.0)
-        for k in order:
-            if k == 0 and strengths[0] > 0:
-                x = np.clip(x * factors[0], 0, 255)
-            elif k == 1 and strengths[1] > 0:
-                mean = float((_gray(x) if is_rgb else x).mean())
-                x = np.clip(factors[1] * x + (1.0 - factors[1]) * mean, 0, 255)
-            elif k == 2 and strengths[2] > 0 and is_rgb:
-                x = np.clip(factors[2] * x + (1.0 - factors[2]) * _gray(x), 0, 255)
-            elif k == 3 and strengths[3] > 0 and is_rgb:
-                x = _shift_hue(_to_uint8(x), hue_shift).astype(np.float32)
-        return _to_uint8(x)
+        params = sample_color_jitter(rng, p=p, brightness=b, contrast=c, saturation=s, hue=h)
+        return apply_color_jitter(image, params, active=active)
 
     return op
+
+
+def sample_grayscale(rng: np.random.Generator, *, p: float) -> bool:
+    """Whether :func:`grayscale` converts this image."""
+    return bool(rng.random() < p)
+
+
+def apply_grayscale(image: np.ndarray, on: bool) -> np.ndarray:
+    """Luma in all three channels when ``on`` and the image is RGB; ``image`` itself otherwise."""
+    if not on or image.shape[-1] != 3:
+        return image
+    return np.repeat(_to_uint8(_gray(image.astype(np.float32))), 3, axis=-1)
 
 
 def grayscale(p: float = 0.2) -> Augment:
@@ -279,9 +400,7 @@ def grayscale(p: float = 0.2) -> Augment:
     p = _check_p(p)
 
     def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= p or image.shape[-1] != 3:
-            return image
-        return np.repeat(_to_uint8(_gray(image.astype(np.float32))), 3, axis=-1)
+        return apply_grayscale(image, sample_grayscale(rng, p=p))
 
     return op
 
@@ -295,6 +414,44 @@ def _gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
     taps = np.arange(-radius, radius + 1, dtype=np.float32)
     kernel = np.exp(-0.5 * (taps / sigma) ** 2)
     return kernel / kernel.sum()
+
+
+def blur_radius(height: int, width: int, kernel_frac: float) -> int:
+    """Half-width of the truncated kernel: odd size of about ``kernel_frac * min(H, W)``, at least 3."""
+    return max(1, int(kernel_frac * min(height, width)) // 2)
+
+
+def sample_gaussian_blur(rng: np.random.Generator, *, p: float, sigma: Sequence[float]) -> BlurParams:
+    """Draws :func:`gaussian_blur`'s gate and ``sigma ~ U(sigma)`` (nothing more when the gate is closed)."""
+    if rng.random() >= p:
+        return BlurParams(False, float(sigma[0]))
+    return BlurParams(True, float(rng.uniform(sigma[0], sigma[1])))
+
+
+def apply_gaussian_blur(image: np.ndarray, params: BlurParams, *, kernel_frac: float | None = 0.1) -> np.ndarray:
+    """Blurs with ``params.sigma`` when ``params.apply``; see :func:`gaussian_blur` for ``kernel_frac``."""
+    if not params.apply:
+        return image
+    s = float(params.sigma)
+    if kernel_frac is None:
+        return _apply_pil(image, lambda im: im.filter(ImageFilter.GaussianBlur(s)))
+    radius = blur_radius(image.shape[0], image.shape[1], kernel_frac)
+    kernel = _gaussian_kernel(s, radius)
+    if radius <= 2:
+        # PIL runs 3x3 / 5x5 kernels in one C call; it leaves the outer
+        # `radius` rows and columns unfiltered, which is immaterial for a blur
+        # augmentation (and reproduced by the device twin).
+        taps = tuple(float(v) for v in np.outer(kernel, kernel).ravel())
+        size = (2 * radius + 1, 2 * radius + 1)
+        return _apply_pil(image, lambda im: im.filter(ImageFilter.Kernel(size, taps, scale=1.0)))
+    h, w = image.shape[:2]
+    # Reflect-pad by indexing with cached index arrays; np.pad costs more
+    # than the whole convolution on MNIST-sized images.
+    x = image.astype(np.float32)[_reflect_index(h, radius)][:, _reflect_index(w, radius)]
+    # Separable: sum shifted copies along H, then along W.
+    rows = sum(kernel[t] * x[t : t + h] for t in range(2 * radius + 1))
+    out = sum(kernel[t] * rows[:, t : t + w] for t in range(2 * radius + 1))
+    return _to_uint8(out)
 
 
 def gaussian_blur(
@@ -319,29 +476,21 @@ def gaussian_blur(
         raise ValueError(f"kernel_frac must be in (0, 1] or None; got {kernel_frac!r}")
 
     def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= p:
-            return image
-        s = float(rng.uniform(low, high))
-        if kernel_frac is None:
-            return _apply_pil(image, lambda im: im.filter(ImageFilter.GaussianBlur(s)))
-        radius = max(1, int(kernel_frac * min(image.shape[:2])) // 2)
-        kernel = _gaussian_kernel(s, radius)
-        if radius <= 2:
-            # PIL runs 3x3 / 5x5 kernels in one C call (edges replicate rather
-            # than reflect, which is immaterial for a blur augmentation).
-            taps = tuple(float(v) for v in np.outer(kernel, kernel).ravel())
-            size = (2 * radius + 1, 2 * radius + 1)
-            return _apply_pil(image, lambda im: im.filter(ImageFilter.Kernel(size, taps, scale=1.0)))
-        h, w = image.shape[:2]
-        # Reflect-pad by indexing with cached index arrays; np.pad costs more
-        # than the whole convolution on MNIST-sized images.
-        x = image.astype(np.float32)[_reflect_index(h, radius)][:, _reflect_index(w, radius)]
-        # Separable: sum shifted copies along H, then along W.
-        rows = sum(kernel[t] * x[t : t + h] for t in range(2 * radius + 1))
-        out = sum(kernel[t] * rows[:, t : t + w] for t in range(2 * radius + 1))
-        return _to_uint8(out)
+        return apply_gaussian_blur(image, sample_gaussian_blur(rng, p=p, sigma=(low, high)), kernel_frac=kernel_frac)
 
     return op
+
+
+def sample_solarize(rng: np.random.Generator, *, p: float) -> bool:
+    """Whether :func:`solarize` inverts this image."""
+    return bool(rng.random() < p)
+
+
+def apply_solarize(image: np.ndarray, on: bool, *, threshold: int = 128) -> np.ndarray:
+    """Inverts pixels ``>= threshold`` when ``on``; returns ``image`` itself otherwise."""
+    if not on:
+        return image
+    return np.where(image >= threshold, 255 - image, image).astype(np.uint8)
 
 
 def solarize(p: float = 0.0, threshold: int = 128) -> Augment:
@@ -352,9 +501,7 @@ def solarize(p: float = 0.0, threshold: int = 128) -> Augment:
     threshold = int(threshold)
 
     def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if rng.random() >= p:
-            return image
-        return np.where(image >= threshold, 255 - image, image).astype(np.uint8)
+        return apply_solarize(image, sample_solarize(rng, p=p), threshold=threshold)
 
     return op
 

@@ -1,0 +1,531 @@
+"""On-device twins of the host augmentations in :mod:`jssl.data.augment`, batched and jit-able.
+
+Every random host op ``<op>`` is split, on both sides, into
+
+* ``sample_<op>(key, *, ...) -> params`` -- one example's random parameters
+  (``jax.random``; batch it with ``jax.vmap`` over per-example keys), and
+* ``apply_<op>(images [B, H, W, C], params, *, ...) -> images`` -- the op for
+  given parameters, whole batch at once (``vmap`` / broadcasting, never a
+  Python loop over examples).
+
+The parameter records (:class:`~jssl.data.augment.CropBox`,
+:class:`~jssl.data.augment.JitterParams`, :class:`~jssl.data.augment.BlurParams`,
+or a bool for the gated ops) are the host's, with a leading batch axis, so a
+host draw can be replayed on device and vice versa; the tests use that to check
+that each device apply reproduces the host apply for the same parameters.
+
+Dtypes: ``apply_*`` takes ``uint8`` or float images. For ``uint8`` input the
+result is ``uint8``, rounded after each op exactly where the host rounds (so a
+chain of device ops tracks the host chain); for float input the result is
+``float32`` in ``[0, 255]`` without the final rounding. The composed
+:func:`parse_device_augment` function maps ``uint8 [B, H, W, C]`` to
+``uint8 [B, h, w, C]``; normalization stays with the caller.
+
+Host and device draw from different generators, so the same seed does not give
+the same view on both sides; the sampled parameters have the same
+distribution (tested). On device, views are a pure function of
+:func:`example_keys` (seed, step, global example index, view), whatever the
+mesh and after a resume.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from jssl.data import augment as host
+from jssl.data.augment import BlurParams, CropBox, JitterParams
+
+__all__ = [
+    "DeviceAugment",
+    "apply_center_crop",
+    "apply_color_jitter",
+    "apply_gaussian_blur",
+    "apply_grayscale",
+    "apply_hflip",
+    "apply_random_resized_crop",
+    "apply_resize",
+    "apply_solarize",
+    "example_keys",
+    "parse_device_augment",
+    "sample_color_jitter",
+    "sample_gaussian_blur",
+    "sample_grayscale",
+    "sample_hflip",
+    "sample_random_resized_crop",
+    "sample_solarize",
+]
+
+#: ``augment(images uint8 [B, H, W, C], keys [B]) -> uint8 [B, h, w, C]``.
+DeviceAugment = Callable[[jax.Array, jax.Array], jax.Array]
+
+# Resize weights are contracted with dense matmuls; on GPU/TPU a float32 dot
+# defaults to TF32/bf16 passes, which would cost several uint8 levels.
+_HIGHEST = jax.lax.Precision.HIGHEST
+_PIL_ONE = float(1 << 22)  # PIL's PRECISION_BITS = 32 - 8 - 2
+
+
+def _as_float(images: jax.Array) -> jax.Array:
+    if images.ndim != 4:
+        raise ValueError(f"images must be [B, H, W, C]; got shape {images.shape}")
+    return images.astype(jnp.float32)
+
+
+def _rint_u8(x: jax.Array) -> jax.Array:
+    # The host's _to_uint8: np.rint rounds half to even, as jnp.round does.
+    return jnp.clip(jnp.round(x), 0, 255)
+
+
+def _pil_round_u8(x: jax.Array) -> jax.Array:
+    # PIL's 8-bit resample / filter output rounds half up.
+    return jnp.clip(jnp.floor(x + 0.5), 0, 255)
+
+
+def _finish(x: jax.Array, like: jax.Array, rounding: Callable[[jax.Array], jax.Array] = _rint_u8) -> jax.Array:
+    """uint8 in -> rounded uint8 out (where the host rounds); float in -> float32 in [0, 255]."""
+    if like.dtype == jnp.uint8:
+        return rounding(x).astype(jnp.uint8)
+    return jnp.clip(x, 0, 255)
+
+
+def _out_dtype(images: jax.Array) -> Any:
+    return jnp.uint8 if images.dtype == jnp.uint8 else jnp.float32
+
+
+def _batch_bool(flags: jax.Array) -> jax.Array:
+    return jnp.asarray(flags, bool)[:, None, None, None]
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def sample_random_resized_crop(
+    key: jax.Array,
+    *,
+    height: int,
+    width: int,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    attempts: int = 10,
+) -> CropBox:
+    """One example's crop window, distributed as :func:`jssl.data.augment.sample_random_resized_crop`.
+
+    The host's rejection loop becomes ``attempts`` candidates drawn at once;
+    the first valid one wins, else the same central fallback (static, since the
+    image size is).
+    """
+    u = jax.random.uniform(key, (attempts, 4))
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    target = height * width * (scale[0] + (scale[1] - scale[0]) * u[:, 0])
+    aspect = jnp.exp(log_r[0] + (log_r[1] - log_r[0]) * u[:, 1])
+    # jnp.round rounds half to even, like the host's Python round().
+    cw = jnp.round(jnp.sqrt(target * aspect)).astype(jnp.int32)
+    ch = jnp.round(jnp.sqrt(target / aspect)).astype(jnp.int32)
+    ok = (cw > 0) & (cw <= width) & (ch > 0) & (ch <= height)
+    first = jnp.argmax(ok)
+    cw, ch = cw[first], ch[first]
+    top = jnp.floor(u[first, 2] * (height - ch + 1)).astype(jnp.int32)
+    left = jnp.floor(u[first, 3] * (width - cw + 1)).astype(jnp.int32)
+    fb = host.sample_random_resized_crop(
+        np.random.default_rng(0), height=height, width=width, scale=scale, ratio=ratio, attempts=0
+    )
+    found = ok[first]
+    pick = lambda a, b: jnp.where(found, a, jnp.int32(b))  # noqa: E731
+    return CropBox(pick(top, fb.top), pick(left, fb.left), pick(ch, fb.height), pick(cw, fb.width))
+
+
+def _pil_weights(start: jax.Array, length: jax.Array, in_size: int, out_size: int) -> jax.Array:
+    """``[out_size, in_size]`` bilinear weights in PIL's convention for window ``[start, start + length)``.
+
+    As PIL's ``resize(..., BILINEAR, box=...)``: output pixel ``o`` is centred at
+    ``start + (o + 0.5) * scale`` and, when shrinking, the triangle filter is
+    widened by ``scale`` (antialiasing); taps outside the image are dropped and
+    the rest renormalized.
+    """
+    start = jnp.asarray(start, jnp.float32)
+    scale = jnp.asarray(length, jnp.float32) / out_size
+    support = jnp.maximum(scale, 1.0)
+    center = start + (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * scale
+    lo = jnp.maximum(jnp.floor(center - support + 0.5), 0.0)[:, None]
+    hi = jnp.minimum(jnp.floor(center + support + 0.5), in_size)[:, None]
+    x = jnp.arange(in_size, dtype=jnp.float32)[None, :]
+    w = jnp.maximum(0.0, 1.0 - jnp.abs((x - center[:, None] + 0.5) / support))
+    w = jnp.where((x >= lo) & (x < hi), w, 0.0)
+    total = jnp.sum(w, axis=1, keepdims=True)
+    w = w / jnp.where(total == 0, 1.0, total)
+    # PIL's 8-bit path uses weights in 22-bit fixed point; quantizing alike
+    # removes most of the remaining off-by-one pixels.
+    return jnp.round(w * _PIL_ONE) / _PIL_ONE
+
+
+def apply_random_resized_crop(images: jax.Array, boxes: CropBox, *, size: host.Size) -> jax.Array:
+    """Crops each example's ``boxes`` window and resizes it to ``size``: ONE interpolation per example.
+
+    Separable, like PIL: a horizontal pass then a vertical pass, each a dense
+    weight matrix (static shapes, so it jits once for any crop). For uint8 input
+    the horizontal result is rounded to uint8 in between, as PIL stores it.
+    """
+    images = jnp.asarray(images)
+    out_h, out_w = host._size_hw(size)
+    x = _as_float(images)
+    in_h, in_w = x.shape[1:3]
+
+    def one(image: jax.Array, box: CropBox) -> jax.Array:
+        wx = _pil_weights(box.left, box.width, in_w, out_w)
+        wy = _pil_weights(box.top, box.height, in_h, out_h)
+        rows = jnp.einsum("ow,hwc->hoc", wx, image, precision=_HIGHEST)
+        if images.dtype == jnp.uint8:
+            rows = _pil_round_u8(rows)
+        return jnp.einsum("ph,hoc->poc", wy, rows, precision=_HIGHEST)
+
+    boxes = CropBox(*(jnp.broadcast_to(jnp.asarray(v, jnp.int32), x.shape[:1]) for v in boxes))
+    return _finish(jax.vmap(one)(x, boxes), images, _pil_round_u8)
+
+
+def apply_resize(images: jax.Array, *, size: host.Size) -> jax.Array:
+    """Bilinear resize of the whole image to ``size`` (PIL convention; identity when already that size)."""
+    out_h, out_w = host._size_hw(size)
+    h, w = images.shape[1:3]
+    if (h, w) == (out_h, out_w):
+        return images
+    return apply_random_resized_crop(images, CropBox(0, 0, h, w), size=(out_h, out_w))
+
+
+def _shorter_size(h: int, w: int, size: int) -> tuple[int, int]:
+    # The host's resize_shorter arithmetic, on static shapes.
+    scale = size / min(h, w)
+    return max(size, round(h * scale)), max(size, round(w * scale))
+
+
+def apply_center_crop(images: jax.Array, *, size: host.Size) -> jax.Array:
+    """Central ``size`` crop (static slice); the images must be at least that large."""
+    images = jnp.asarray(images)
+    height, width = host._size_hw(size)
+    h, w = images.shape[1:3]
+    if h < height or w < width:
+        raise ValueError(f"center_crop({height}, {width}) on a smaller {h}x{w} image")
+    top, left = (h - height) // 2, (w - width) // 2
+    return images[:, top : top + height, left : left + width]
+
+
+def sample_hflip(key: jax.Array, *, p: float) -> jax.Array:
+    """Whether to mirror this example (probability ``p``)."""
+    return jax.random.uniform(key) < p
+
+
+def apply_hflip(images: jax.Array, flip: jax.Array) -> jax.Array:
+    """Mirrors left-right the examples whose ``flip [B]`` is set."""
+    images = jnp.asarray(images)
+    return jnp.where(_batch_bool(flip), images[:, :, ::-1], images)
+
+
+# ----------------------------------------------------------------------------- photometric
+
+
+def _gray(x: jax.Array) -> jax.Array:
+    """Luma of float [..., 3] as [..., 1], with the host's ITU-R 601-2 weights."""
+    luma = jnp.asarray(host._LUMA)
+    return jnp.einsum("...c,c->...", x, luma, precision=_HIGHEST)[..., None]
+
+
+def sample_grayscale(key: jax.Array, *, p: float) -> jax.Array:
+    """Whether to convert this example to grayscale (probability ``p``)."""
+    return jax.random.uniform(key) < p
+
+
+def apply_grayscale(images: jax.Array, on: jax.Array) -> jax.Array:
+    """Luma in all three channels for the examples with ``on [B]`` set; a no-op unless RGB."""
+    images = jnp.asarray(images)
+    if images.shape[-1] != 3:
+        return images
+    x = _as_float(images)
+    gray = _finish(jnp.broadcast_to(_gray(x), x.shape), images)
+    return jnp.where(_batch_bool(on), gray, images.astype(gray.dtype))
+
+
+def sample_solarize(key: jax.Array, *, p: float) -> jax.Array:
+    """Whether to solarize this example (probability ``p``)."""
+    return jax.random.uniform(key) < p
+
+
+def apply_solarize(images: jax.Array, on: jax.Array, *, threshold: int = 128) -> jax.Array:
+    """Inverts pixels ``>= threshold`` in the examples with ``on [B]`` set."""
+    images = jnp.asarray(images)
+    inverted = jnp.asarray(255, images.dtype) - images
+    return jnp.where(_batch_bool(on) & (images >= threshold), inverted, images)
+
+
+def sample_color_jitter(
+    key: jax.Array, *, p: float, brightness: float, contrast: float, saturation: float, hue: float
+) -> JitterParams:
+    """One example's jitter draw, distributed as :func:`jssl.data.augment.sample_color_jitter`."""
+    k_gate, k_u = jax.random.split(key)
+    u = jax.random.uniform(k_u, (8,))
+    low = jnp.asarray([max(0.0, 1.0 - s) for s in (brightness, contrast, saturation)])
+    high = jnp.asarray([1.0 + s for s in (brightness, contrast, saturation)])
+    return JitterParams(
+        apply=jax.random.uniform(k_gate) < p,
+        order=jnp.argsort(u[:4]).astype(jnp.int32),  # argsort of iid uniforms: a uniform random order
+        factors=low + (high - low) * u[4:7],
+        hue_shift=hue * (2.0 * u[7] - 1.0),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _hsv_tables() -> dict[str, np.ndarray]:
+    """Lookup tables that make the device HSV round trip bit-identical to PIL's.
+
+    PIL's RGB -> HSV mixes float and double arithmetic and truncates, so a
+    float32 re-derivation can land one hue step (up to 6 RGB levels) off.
+    Hue depends only on which channel is the maximum and the other two
+    channels' deficits, saturation only on (max - min, max): both are tabulated
+    by running PIL itself once. HSV -> RGB is computed in float32 from
+    per-``h`` and per-``s`` tables of PIL's intermediate values, which matches
+    PIL on all 2^24 HSV triples (checked when this was written).
+    """
+    d1, d2 = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    full = np.full_like(d1, 255)
+    # Case 0: red is the maximum (PIL tests red first, then green).
+    layouts = ((full, 255 - d1, 255 - d2), (255 - d1, full, 255 - d2), (255 - d1, 255 - d2, full))
+    colours = [np.stack(c, -1) for c in layouts]
+    rgb = np.concatenate(colours).astype(np.uint8)  # [3 * 256, 256, 3]
+    hue = np.asarray(Image.fromarray(rgb, mode="RGB").convert("HSV"))[..., 0].reshape(3, 256, 256)
+    span, top = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    grey = np.stack([top, np.clip(top - span, 0, 255), top], -1).astype(np.uint8)
+    sat = np.asarray(Image.fromarray(grey, mode="RGB").convert("HSV"))[..., 1]  # [span, max]
+    h = np.arange(256, dtype=np.float64)
+    sector = np.floor(h * 6.0 / 255.0)
+    return {
+        "hue": hue.astype(np.int32).ravel(),
+        "sat": sat.astype(np.int32).ravel(),
+        "sector": sector.astype(np.int32),
+        "frac": (h * 6.0 / 255.0 - sector).astype(np.float32),
+        "fs": (np.arange(256) / 255.0).astype(np.float32),
+    }
+
+
+def _shift_hue(x: jax.Array, shift: jax.Array) -> jax.Array:
+    """The host's ``_shift_hue`` on one float [H, W, 3] image holding uint8 values."""
+    t = {k: jnp.asarray(v) for k, v in _hsv_tables().items()}
+    rgb = x.astype(jnp.int32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx = jnp.maximum(r, jnp.maximum(g, b))
+    mn = jnp.minimum(r, jnp.minimum(g, b))
+    case = jnp.where(r == mx, 0, jnp.where(g == mx, 1, 2))
+    d1 = mx - jnp.where(case == 0, g, r)
+    d2 = mx - jnp.where(case == 2, g, b)
+    h = jnp.where(mx == mn, 0, t["hue"][case * 65536 + d1 * 256 + d2])
+    s = t["sat"][(mx - mn) * 256 + mx]
+    # Python's round() (half to even) of the shift in hue steps, as on the host.
+    h = (h + jnp.round(shift * 255).astype(jnp.int32)) % 256
+    v = mx.astype(jnp.float32)
+    fs, f = t["fs"][s], t["frac"][h]
+    # PIL rounds half away from zero; everything here is positive.
+    p = jnp.floor(v * (1.0 - fs) + 0.5)
+    q = jnp.floor(v * (1.0 - fs * f) + 0.5)
+    u = jnp.floor(v * (1.0 - fs * (1.0 - f)) + 0.5)
+    sector = t["sector"][h] % 6
+    table = jnp.stack(
+        [jnp.stack(c, -1) for c in ((v, u, p), (q, v, p), (p, v, u), (p, q, v), (u, p, v), (v, p, q))]
+    )  # [6, H, W, 3]
+    out = jnp.take_along_axis(table, sector[None, ..., None], axis=0)[0]
+    return jnp.where((s == 0)[..., None], v[..., None], out)
+
+
+def _jitter_one(x: jax.Array, params: JitterParams, active: Sequence[bool]) -> jax.Array:
+    """One example's jitter, op ``params.order[i]`` at position ``i``, on float [H, W, C] in [0, 255]."""
+    is_rgb = x.shape[-1] == 3
+    f_b, f_c, f_s = params.factors[0], params.factors[1], params.factors[2]
+    for position in range(4):
+        k = params.order[position]
+        # A per-example order cannot pick code at trace time: compute each
+        # active op and select; the four ops are cheap elementwise work.
+        choices = [x, x, x, x]
+        if active[0]:
+            choices[0] = jnp.clip(x * f_b, 0, 255)
+        if active[1]:
+            mean = jnp.mean(_gray(x) if is_rgb else x)
+            choices[1] = jnp.clip(f_c * x + (1.0 - f_c) * mean, 0, 255)
+        if active[2] and is_rgb:
+            choices[2] = jnp.clip(f_s * x + (1.0 - f_s) * _gray(x), 0, 255)
+        if active[3] and is_rgb:
+            choices[3] = _shift_hue(_rint_u8(x), params.hue_shift)
+        x = jnp.select([k == i for i in range(4)], choices, x)
+    return x
+
+
+def apply_color_jitter(
+    images: jax.Array, params: JitterParams, *, active: Sequence[bool] = (True, True, True, True)
+) -> jax.Array:
+    """torchvision-style jitter per example; ``active[k]``: op ``k`` is configured (strength > 0).
+
+    Ops run in each example's ``params.order``; saturation and hue are skipped
+    on non-RGB images, as on the host.
+    """
+    images = jnp.asarray(images)
+    active = tuple(bool(a) for a in active)
+    x = _as_float(images)
+    jittered = jax.vmap(lambda im, pr: _jitter_one(im, pr, active))(x, params)
+    return jnp.where(_batch_bool(params.apply), _finish(jittered, images), images.astype(_out_dtype(images)))
+
+
+def sample_gaussian_blur(key: jax.Array, *, p: float, sigma: Sequence[float]) -> BlurParams:
+    """One example's blur draw: gate with probability ``p``, ``sigma ~ U(sigma)``."""
+    k_gate, k_sigma = jax.random.split(key)
+    return BlurParams(
+        apply=jax.random.uniform(k_gate) < p,
+        sigma=jax.random.uniform(k_sigma, minval=sigma[0], maxval=sigma[1]),
+    )
+
+
+def apply_gaussian_blur(images: jax.Array, params: BlurParams, *, kernel_frac: float = 0.1) -> jax.Array:
+    """The host's truncated Gaussian blur (``kernel_frac`` not None), per-example ``params.sigma``.
+
+    Radii 1 and 2 follow PIL's ``ImageFilter.Kernel`` (2-D taps, outer
+    ``radius`` pixels left as they are, rounding half up); larger radii the
+    host's separable numpy path (reflected borders, rounding half to even).
+    Taps are summed in the host's order to keep float rounding alike.
+    """
+    images = jnp.asarray(images)
+    x = _as_float(images)
+    n, h, w = x.shape[:3]
+    radius = host.blur_radius(h, w, kernel_frac)
+    taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    kernel = jnp.exp(-0.5 * (taps[None, :] / jnp.asarray(params.sigma, jnp.float32).reshape(n, 1)) ** 2)
+    kernel = kernel / jnp.sum(kernel, axis=1, keepdims=True)  # [B, 2r + 1]
+    size = 2 * radius + 1
+    if radius <= 2:
+        k2 = kernel[:, :, None] * kernel[:, None, :]
+        ih, iw = h - 2 * radius, w - 2 * radius
+        acc = jnp.zeros((n, ih, iw, x.shape[-1]), jnp.float32)
+        # PIL walks kernel rows against image rows bottom-up (a true
+        # convolution); the kernel is symmetric, only the summation order matters.
+        for i in range(size):
+            row = None
+            for j in range(size):
+                term = x[:, size - 1 - i : size - 1 - i + ih, j : j + iw] * k2[:, i, j, None, None, None]
+                row = term if row is None else row + term
+            acc = acc + row
+        inner = _finish(acc, images, _pil_round_u8)
+        blurred = images.astype(inner.dtype).at[:, radius : h - radius, radius : w - radius].set(inner)
+    else:
+        rows_idx = jnp.asarray(host._reflect_index(h, radius))
+        cols_idx = jnp.asarray(host._reflect_index(w, radius))
+        padded = x[:, rows_idx][:, :, cols_idx]
+        k = kernel[:, :, None, None, None]
+        rows = sum(k[:, t] * padded[:, t : t + h] for t in range(size))
+        out = sum(k[:, t] * rows[:, :, t : t + w] for t in range(size))
+        blurred = _finish(out, images)
+    return jnp.where(_batch_bool(params.apply), blurred, images.astype(blurred.dtype))
+
+
+# ----------------------------------------------------------------------------- keys and parsing
+
+
+def example_keys(*, seed: int, step: int | jax.Array, example_index: jax.Array, view: int = 0) -> jax.Array:
+    """Per-example keys ``[B]`` from (seed, step, global example index, view).
+
+    Only global quantities enter, so a view does not depend on how the batch is
+    sharded or on which host drew it, and a resumed run at the same step
+    redraws the same views.
+    """
+    base = jax.random.fold_in(jax.random.key(seed), jnp.asarray(step, jnp.uint32))
+    index = jnp.asarray(example_index, jnp.uint32)
+    if index.ndim != 1:
+        raise ValueError(f"example_index must be 1-D [B]; got shape {index.shape}")
+    return jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(base, i), view))(index)
+
+
+_Op = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _gated(sample: Callable[..., Any], apply: Callable[..., jax.Array], **apply_kw: Any) -> Callable[..., _Op]:
+    def build(**sample_kw: Any) -> _Op:
+        def op(images: jax.Array, keys: jax.Array) -> jax.Array:
+            return apply(images, jax.vmap(lambda k: sample(k, **sample_kw))(keys), **apply_kw)
+
+        return op
+
+    return build
+
+
+def _device_op(name: str, a: dict[str, Any]) -> _Op:
+    """The device twin of host op ``name`` with the host factory's bound arguments ``a``."""
+    if name == "identity":
+        return lambda images, keys: images
+    if name == "resize":
+        return lambda images, keys: apply_resize(images, size=a["size"])
+    if name == "resize_shorter":
+        return lambda images, keys: apply_resize(images, size=_shorter_size(*images.shape[1:3], a["size"]))
+    if name == "center_crop":
+        return lambda images, keys: apply_center_crop(images, size=a["size"])
+    if name == "random_resized_crop":
+
+        def crop(images: jax.Array, keys: jax.Array) -> jax.Array:
+            h, w = images.shape[1:3]
+            kw = dict(height=h, width=w, scale=a["scale"], ratio=a["ratio"], attempts=a["attempts"])
+            boxes = jax.vmap(lambda k: sample_random_resized_crop(k, **kw))(keys)
+            return apply_random_resized_crop(images, boxes, size=a["size"])
+
+        return crop
+    if name == "hflip":
+        return _gated(sample_hflip, apply_hflip)(p=a["p"])
+    if name == "grayscale":
+        return _gated(sample_grayscale, apply_grayscale)(p=a["p"])
+    if name == "solarize":
+        return _gated(sample_solarize, apply_solarize, threshold=int(a["threshold"]))(p=a["p"])
+    if name == "color_jitter":
+        strengths = {k: float(a[k]) for k in ("brightness", "contrast", "saturation", "hue")}
+        active = tuple(v > 0 for v in strengths.values())
+        return _gated(sample_color_jitter, apply_color_jitter, active=active)(p=a["p"], **strengths)
+    if name == "gaussian_blur":
+        if a["kernel_frac"] is None:
+            raise ValueError("gaussian_blur(kernel_frac=None) (PIL's untruncated GaussianBlur) has no device twin")
+        blur = _gated(sample_gaussian_blur, apply_gaussian_blur, kernel_frac=float(a["kernel_frac"]))
+        return blur(p=a["p"], sigma=tuple(a["sigma"]))
+    raise ValueError(f"augmentation {name!r} has no device twin")
+
+
+def parse_device_augment(spec: str) -> DeviceAugment:
+    """Parses the same spec strings as :func:`jssl.data.augment.parse_augment` into a device function.
+
+    Returns a pure ``augment(images uint8 [B, H, W, C], keys [B]) -> uint8
+    [B, h, w, C]``; output sizes are static, so under ``jax.jit`` it compiles
+    once per input shape. Op ``j`` draws from ``fold_in(keys[b], j)``. Raises
+    ``ValueError`` for anything ``parse_augment`` rejects and for ops without a
+    device twin.
+    """
+    host.parse_augment(spec)  # same syntax, names and argument checks as the host
+    stripped = spec.strip()
+    nodes = host._flatten_pipe(ast.parse(stripped, mode="eval").body) if stripped else []
+    ops: list[_Op] = []
+    for node in nodes:
+        if isinstance(node, ast.Name):
+            name, args, kwargs = node.id, [], {}
+        else:
+            name = node.func.id
+            args = [host._literal(v, stripped) for v in node.args]
+            kwargs = {k.arg: host._literal(k.value, stripped) for k in node.keywords}
+        bound = inspect.signature(host.AUGMENTATIONS[name]).bind(*args, **kwargs)
+        bound.apply_defaults()
+        ops.append(_device_op(name, dict(bound.arguments)))
+
+    def augment(images: jax.Array, keys: jax.Array) -> jax.Array:
+        if images.ndim != 4 or images.dtype != jnp.uint8:
+            raise ValueError(f"images must be uint8 [B, H, W, C]; got {images.dtype} {images.shape}")
+        if keys.shape != images.shape[:1]:
+            raise ValueError(f"keys must be [B] = {images.shape[:1]}; got shape {keys.shape}")
+        for j, op in enumerate(ops):
+            images = op(images, jax.vmap(lambda k, j=j: jax.random.fold_in(k, j))(keys))
+        return images
+
+    return augment
