@@ -58,6 +58,10 @@ def base_config() -> ml_collections.ConfigDict:
     # ((1, "random_resized_crop(224, scale=(0.4, 1))|..."), (1, "..."), (6, "random_resized_crop(96, ...)|...")).
     # Empty: every view uses data.augment. The counts must add up to the method's views.
     c.data.crops = ()
+    # Where the views are augmented: 'host' (numpy/PIL in the Grain workers; every source) or
+    # 'device' (jssl.data.device_augment inside the jit'd step, each device its own shard; the
+    # host only moves each source image once, so all source images must share one size).
+    c.data.augment_on = "host"
     c.data.num_workers = 0
     # Cap on examples read from each split for evaluation (0: all); the first ones are read.
     c.data.max_eval_examples = 0

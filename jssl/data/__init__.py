@@ -27,6 +27,7 @@ from jssl.data.augment import (
     solarize,
 )
 from jssl.data.pipeline import (
+    AUGMENT_ON,
     MultiViewTransform,
     iterator_state_args,
     load_arrays,
@@ -46,6 +47,7 @@ from jssl.data.sources import (
 )
 
 __all__ = [
+    "AUGMENT_ON",
     "AUGMENTATIONS",
     "ArraySource",
     "Augment",

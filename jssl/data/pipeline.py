@@ -74,6 +74,29 @@ class MultiViewTransform(grain.transforms.RandomMap):
         return out
 
 
+class SourceImage(grain.transforms.Map):
+    """Record -> ``{'image', 'label'}`` unchanged, for augmentation on the device.
+
+    Every image must have the size of the first one (``shape``): the batch is one array, and
+    a clear error here beats Grain's failure to stack.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(shape)
+
+    def map(self, element: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        image = np.asarray(element["image"], dtype=np.uint8)
+        if image.shape != self.shape:
+            raise ValueError(
+                f"data.augment_on='device' needs equally sized source images; got {image.shape} after "
+                f"{self.shape}. Use data.augment_on='host' for data sets of varying image sizes"
+            )
+        return {"image": image, "label": np.int32(element["label"])}
+
+
+AUGMENT_ON = ("host", "device")
+
+
 def _augment_specs(augment: str | Sequence[str], num_views: int) -> list[str]:
     if num_views < 1:
         raise ValueError(f"num_views must be >= 1; got {num_views}")
@@ -146,6 +169,7 @@ def make_train_iterator(
     num_workers: int = 0,
     process_index: int = 0,
     process_count: int = 1,
+    augment_on: str = "host",
 ) -> grain.DatasetIterator:
     """Endless, checkpointable iterator of augmented multi-view batches.
 
@@ -154,7 +178,12 @@ def make_train_iterator(
     shard ``source[process_index::process_count]``; each epoch of the shard is
     reshuffled and re-augmented from ``seed``, and the last incomplete batch of
     an epoch is dropped. Output is identical for any ``num_workers``.
+
+    ``augment_on='device'``: yields ``{'image': uint8 [B, H, W, C], 'label'}``, the source
+    images once each; the train step draws the views (`jssl.data.device_augment`).
     """
+    if augment_on not in AUGMENT_ON:
+        raise ValueError(f"data.augment_on must be one of {AUGMENT_ON}; got {augment_on!r}")
     if len(source) == 0:
         raise ValueError(f"source {source!r} is empty")
     if process_count < 1 or not 0 <= process_index < process_count:
@@ -178,12 +207,16 @@ def make_train_iterator(
             f"this process's shard; no full batch can be formed"
         )
     derived = _derive_seed(seed, process_index)
-    dataset = (
-        dataset.shuffle(seed=derived)
-        .random_map(MultiViewTransform(specs), seed=derived)
-        .batch(local_batch, drop_remainder=True)
-        .repeat(None)
-    )
+    dataset = dataset.shuffle(seed=derived)
+    if augment_on == "device":
+        from jssl.data.device_augment import parse_device_augment  # jax: not in host-path workers
+
+        for spec in specs:  # an op without a device twin fails here, at start-up
+            parse_device_augment(spec)
+        dataset = dataset.map(SourceImage(np.asarray(source[0]["image"]).shape))
+    else:
+        dataset = dataset.random_map(MultiViewTransform(specs), seed=derived)
+    dataset = dataset.batch(local_batch, drop_remainder=True).repeat(None)
     iter_dataset = dataset.to_iter_dataset(
         grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER)
     )

@@ -70,6 +70,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"data.mean {config.data.mean} and data.std {config.data.std} differ in length")
     methods.get_method_class(config.method.name)  # unknown names fail before data is read
     view_augmentations(config)  # so do crops that do not match the method's views
+    device_augmentations(config)  # and ops without a device twin when augmenting on the device
+
+
+def device_augmentations(config: ml_collections.ConfigDict) -> list[Callable] | None:
+    """One jit-able augment(images, keys) per view if `data.augment_on='device'`, else None."""
+    augment_on = config.data.get("augment_on", "host")
+    if augment_on not in data.AUGMENT_ON:
+        raise ValueError(f"data.augment_on must be one of {data.AUGMENT_ON}; got {augment_on!r}")
+    if augment_on == "host":
+        return None
+    from jssl.data.device_augment import parse_device_augment
+
+    return [parse_device_augment(spec) for spec in view_augmentations(config)]
 
 
 def view_augmentations(config: ml_collections.ConfigDict) -> list[str]:
@@ -112,6 +125,9 @@ class Experiment:
     pictures: Any
     num_views: int
     view_augmentations: list[str]  # one augmentation spec per view, in view order
+    # 'host': batches hold the views ('view_0', ...); 'device': the source images ('image'),
+    # augmented inside the step with keys from (seed, step, example index, view).
+    augment_on: str
     step_traces: Callable[[], int]  # how many times the step was traced (compiled)
 
 
@@ -144,6 +160,7 @@ def build_experiment(
     tx, schedule = build_optimizer(config)
     augmentations = view_augmentations(config)
     num_views = len(augmentations)
+    on_device = device_augmentations(config)
 
     def build_model(seed: int) -> SSLModel:
         rngs = nnx.Rngs(seed)
@@ -176,6 +193,20 @@ def build_experiment(
     batch_sharding = sharding.batch_sharding(mesh)
     replicated = sharding.replicated(mesh)
 
+    from jssl.data.device_augment import example_keys
+
+    def augment_views(images: jax.Array, step: jax.Array) -> list[jax.Array]:
+        # Keys from global quantities only (seed, step, position in the global batch, view): the
+        # views do not depend on the mesh and a resumed step redraws them. The constraint keeps
+        # each device drawing and augmenting its own shard of the batch.
+        index = jnp.arange(images.shape[0])
+        views = []
+        for v, augment in enumerate(on_device):
+            keys = example_keys(seed=config.seed, step=step, example_index=index, view=v)
+            keys = jax.lax.with_sharding_constraint(keys, batch_sharding)
+            views.append(jax.lax.with_sharding_constraint(augment(images, keys), batch_sharding))
+        return views
+
     traces = [0]
     # Logical names of activations (`constrain` in the models) -> shardings, while tracing.
     activations = sharding.activation_sharding_fn(config.sharding_rules, mesh)
@@ -187,7 +218,10 @@ def build_experiment(
     def _train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
         traces[0] += 1  # runs at trace time only: counts compilations
         rng = jax.random.fold_in(state.rng, state.step)
-        views = [normalize(batch[f"view_{i}"], mean, std, dtype) for i in range(num_views)]
+        if on_device is None:
+            views = [normalize(batch[f"view_{i}"], mean, std, dtype) for i in range(num_views)]
+        else:
+            views = [normalize(v, mean, std, dtype) for v in augment_views(batch["image"], state.step)]
 
         def loss_fn(params):
             model = nnx.merge(graphdef, params, state.buffers, copy=True)
@@ -280,6 +314,7 @@ def build_experiment(
         pictures=jitted_pictures,
         num_views=num_views,
         view_augmentations=augmentations,
+        augment_on="host" if on_device is None else "device",
         step_traces=lambda: traces[0],
     )
 
@@ -467,6 +502,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         num_workers=config.data.num_workers,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        augment_on=exp.augment_on,
     )
     eval_data = load_eval_data(config)
 
