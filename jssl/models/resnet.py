@@ -19,10 +19,54 @@ _CONV_AXES = (None, None, "conv_in", "conv_out")
 _CHANNEL_AXES = ("conv_out",)
 
 
+class Conv(nnx.Conv):
+    """`nnx.Conv` (square kernel, symmetric zero padding, NHWC) that computes maps smaller than its
+    kernel as one matrix product over the taps that touch the image.
+
+    Why: on CPU, XLA's algebraic simplifier rewrites a convolution whose kernel is larger than its
+    input (a 3x3 conv on the 2x2 and 1x1 maps of a ResNet's last stages at 32 px) by swapping its
+    operands, and that form ran at ~1 GFLOP/s: 3-4x the whole ResNet-18 step at 32 px
+    (benchmarks/RESULTS.md). Gathering the live taps and contracting them with the kernel is the
+    same arithmetic minus the all-padding taps, and leaves every other convolution to XLA as is.
+    Parameters and their names are `nnx.Conv`'s, so checkpoints and sharding rules are unchanged.
+    """
+
+    def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
+        kh, kw = self.kernel_size
+        if inputs.ndim != 4 or (inputs.shape[1] >= kh and inputs.shape[2] >= kw):
+            return super().__call__(inputs, out_sharding=out_sharding)
+        return small_map_conv(inputs, self.kernel.get_value(), stride=self.strides[0], padding=self.padding[0][0],
+                              dtype=self.dtype, precision=self.precision)
+
+
+def small_map_conv(x: jax.Array, kernel: jax.Array, *, stride: int, padding: int, dtype=None,
+                   precision=None) -> jax.Array:
+    """`x [B, H, W, C] * kernel [k, k, C, O]` (stride, symmetric zero `padding`) as one einsum over the
+    kernel taps that read at least one image pixel; equals `lax.conv_general_dilated`."""
+    k = kernel.shape[0]
+    if dtype is not None:
+        x, kernel = x.astype(dtype), kernel.astype(dtype)
+    _, h, w, _ = x.shape
+    out_h = (h + 2 * padding - k) // stride + 1
+    out_w = (w + 2 * padding - k) // stride + 1
+    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+
+    def live(offset: int, size: int, out: int) -> bool:  # does tap `offset` read a non-padding pixel?
+        return any(padding <= offset + stride * o < padding + size for o in range(out))
+
+    taps = [(i, j) for i in range(k) for j in range(k) if live(i, h, out_h) and live(j, w, out_w)]
+    patches = jnp.stack(
+        [x[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride] for i, j in taps],
+        axis=3,
+    )  # [B, out_h, out_w, taps, C]
+    weights = jnp.stack([kernel[i, j] for i, j in taps])  # [taps, C, O]
+    return jnp.einsum("bhwtc,tco->bhwo", patches, weights, precision=precision)
+
+
 def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *, dtype, rngs: nnx.Rngs) -> nnx.Conv:
     """A bias-free convolution (a BatchNorm always follows) with He-normal init."""
     init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
-    return nnx.Conv(
+    return Conv(
         in_features,
         out_features,
         kernel_size=(kernel, kernel),

@@ -58,3 +58,57 @@ def test_mlp_head_shapes_and_layers():
 def test_unknown_model_lists_known_names():
     with pytest.raises(ValueError, match=r"unknown model 'resnet7'.*resnet18"):
         get_backbone("resnet7", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("size, kernel, stride", [(1, 3, 1), (2, 3, 1), (2, 3, 2), (1, 3, 2), (3, 7, 2), (2, 1, 1)])
+def test_small_map_conv_equals_the_xla_convolution_and_its_gradients(size, kernel, stride):
+    # Maps smaller than the kernel take the einsum path (CPU speed, see resnet.Conv); it must be the
+    # same function as the plain convolution, forward and backward.
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from jssl.models.resnet import conv
+
+    layer = conv(4, 6, kernel, stride, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, size, size, 4))
+    w = layer.kernel.get_value()
+    pad = kernel // 2
+
+    def reference(x, w):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                            precision=jax.lax.Precision.HIGHEST)
+
+    graphdef, params = nnx.split(layer)
+
+    def ours(x, w):  # functional, so that jax.grad reaches the kernel
+        return nnx.merge(graphdef, jax.tree.map(lambda _: w, params))(x)
+
+    np.testing.assert_allclose(ours(x, w), reference(x, w), rtol=1e-5, atol=1e-5)
+    probe = jax.random.normal(jax.random.PRNGKey(2), reference(x, w).shape)
+    g_ref = jax.grad(lambda x, w: jnp.sum(reference(x, w) * probe), argnums=(0, 1))(x, w)
+    g_ours = jax.grad(lambda x, w: jnp.sum(ours(x, w) * probe), argnums=(0, 1))(x, w)
+    for a, b in zip(g_ours, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_small_map_conv_leaves_no_convolution_whose_kernel_exceeds_its_input():
+    # The CPU slowdown came from XLA rewriting such convolutions; the ResNet-18 forward at 32 px
+    # (standard stem: maps down to 1x1) must have none (their gradients are then dots, no convs).
+    model = get_backbone("resnet18", in_channels=3, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    def eqns(jaxpr):  # every equation, also inside nested jit calls (jnp.einsum is one)
+        for e in jaxpr.eqns:
+            yield e
+            for p in e.params.values():
+                inner = getattr(p, "jaxpr", p)
+                if hasattr(inner, "eqns"):
+                    yield from eqns(inner)
+
+    model.eval()  # running BatchNorm statistics: nothing to update while tracing
+    all_eqns = list(eqns(jax.make_jaxpr(model)(jnp.ones((2, 32, 32, 3))).jaxpr))
+    convs = [e for e in all_eqns if e.primitive.name == "conv_general_dilated"]
+    shapes = [(e.invars[0].aval.shape[1:3], e.invars[1].aval.shape[:2]) for e in convs]
+    assert len(convs) >= 10, shapes  # the stem and the larger maps' convolutions stay convolutions
+    assert all(h >= kh and w >= kw for (h, w), (kh, kw) in shapes), shapes
+    assert any(e.primitive.name == "dot_general" for e in all_eqns)  # the small maps' einsums
