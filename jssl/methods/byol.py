@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 

@@ -26,8 +26,8 @@ class Conv(nnx.Conv):
     Why: on CPU, XLA's algebraic simplifier rewrites a convolution whose kernel is larger than its
     input (a 3x3 conv on the 2x2 and 1x1 maps of a ResNet's last stages at 32 px) by swapping its
     operands, and that form ran at ~1 GFLOP/s: 3-4x the whole ResNet-18 step at 32 px
-    (benchmarks/RESULTS.md). Gathering the live taps and contracting them with the kernel is the
-    same arithmetic minus the all-padding taps, and leaves every other convolution to XLA as is.
+    (benchmarks/RESULTS.md). One small matrix product per output pixel over the pixels it reads is
+    the same arithmetic without the padding, and leaves every other convolution to XLA as is.
     Parameters and their names are `nnx.Conv`'s, so checkpoints and sharding rules are unchanged.
     """
 
@@ -41,26 +41,27 @@ class Conv(nnx.Conv):
 
 def small_map_conv(x: jax.Array, kernel: jax.Array, *, stride: int, padding: int, dtype=None,
                    precision=None) -> jax.Array:
-    """`x [B, H, W, C] * kernel [k, k, C, O]` (stride, symmetric zero `padding`) as one einsum over the
-    kernel taps that read at least one image pixel; equals `lax.conv_general_dilated`."""
+    """`x [B, H, W, C] * kernel [k, k, C, O]` (stride, symmetric zero `padding`) for maps smaller than
+    the kernel: each output pixel is one matrix product of the image pixels it reads with their
+    kernel taps (no multiplications by padding, so the FLOPs are the padding-aware count); equals
+    `lax.conv_general_dilated`. Output maps here are at most a few pixels a side."""
     k = kernel.shape[0]
     if dtype is not None:
         x, kernel = x.astype(dtype), kernel.astype(dtype)
     _, h, w, _ = x.shape
     out_h = (h + 2 * padding - k) // stride + 1
     out_w = (w + 2 * padding - k) // stride + 1
-    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-
-    def live(offset: int, size: int, out: int) -> bool:  # does tap `offset` read a non-padding pixel?
-        return any(padding <= offset + stride * o < padding + size for o in range(out))
-
-    taps = [(i, j) for i in range(k) for j in range(k) if live(i, h, out_h) and live(j, w, out_w)]
-    patches = jnp.stack(
-        [x[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride] for i, j in taps],
-        axis=3,
-    )  # [B, out_h, out_w, taps, C]
-    weights = jnp.stack([kernel[i, j] for i, j in taps])  # [taps, C, O]
-    return jnp.einsum("bhwtc,tco->bhwo", patches, weights, precision=precision)
+    rows = []
+    for oh in range(out_h):
+        row = []
+        for ow in range(out_w):
+            taps = [(i, j) for i in range(k) for j in range(k)
+                    if 0 <= oh * stride + i - padding < h and 0 <= ow * stride + j - padding < w]
+            pixels = jnp.stack([x[:, oh * stride + i - padding, ow * stride + j - padding] for i, j in taps], 1)
+            weights = jnp.stack([kernel[i, j] for i, j in taps])  # [taps, C, O]
+            row.append(jnp.einsum("btc,tco->bo", pixels, weights, precision=precision))
+        rows.append(jnp.stack(row, 1))
+    return jnp.stack(rows, 1)  # [B, out_h, out_w, O]
 
 
 def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *, dtype, rngs: nnx.Rngs) -> nnx.Conv:

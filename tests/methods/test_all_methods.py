@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jssl import methods, sharding
+from jssl import sharding
 from jssl.methods.common import Teacher
 from jssl.train import train
 from jssl.train.trainer import view_augmentations

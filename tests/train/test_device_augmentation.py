@@ -8,7 +8,6 @@ SIGKILL, and clear errors.
 from __future__ import annotations
 
 import functools
-import os
 
 import chex
 import jax
@@ -18,7 +17,7 @@ import pytest
 from jssl import data, sharding
 from jssl.train import build_experiment
 from tests.methods.helpers import tiny_config
-from tests.train.test_end_to_end import CONFIG, TINY, _jssl, _losses
+from tests.train.test_end_to_end import CONFIG, TINY, sigkill_and_resume
 
 
 def _image_batch(global_batch: int, *, seed: int) -> dict[str, np.ndarray]:
@@ -117,24 +116,8 @@ def test_unequal_source_images_are_a_clear_error():
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_with_identical_losses_on_device(tmp_path):
-    import signal
-    import time
-
     args = [f"--config={CONFIG}:smoke", *TINY, "--config.total_steps=16", "--config.checkpoint.every_steps=4",
             "--config.data.augment_on=device"]
-    reference = str(tmp_path / "reference")
-    assert _jssl(*args, f"--workdir={reference}").wait(timeout=300) == 0
-    workdir = str(tmp_path / "killed")
-    proc = _jssl(*args, f"--workdir={workdir}")
-    deadline = time.time() + 240
-    while not os.path.isdir(os.path.join(workdir, "checkpoints", "8")):
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert max(_losses(workdir)) < 16, "the run finished before SIGKILL"
-    assert _jssl(*args, f"--workdir={workdir}").wait(timeout=300) == 0
-    expected, resumed = _losses(reference), _losses(workdir)
+    expected, resumed = sigkill_and_resume(args, tmp_path, total_steps=16)
     assert sorted(resumed) == list(range(1, 17))
     np.testing.assert_array_equal([resumed[s] for s in range(9, 17)], [expected[s] for s in range(9, 17)])

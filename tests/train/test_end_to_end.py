@@ -68,26 +68,29 @@ def test_smoke_run_leaves_checkpoints_events_and_results(tmp_path):
     assert "final: kNN" in output
 
 
-@pytest.mark.slow
-def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
-    args = [f"--config={CONFIG}:smoke", *TINY, "--config.total_steps=24", "--config.checkpoint.every_steps=4"]
+def sigkill_and_resume(args: list[str], tmp_path, *, total_steps: int, kill_after: int = 8):
+    """Runs `jssl train *args` uninterrupted, and again SIGKILLed once checkpoint `kill_after` exists
+    and then rerun in the same workdir; returns both runs' step -> loss."""
     reference = str(tmp_path / "reference")
     assert _jssl(*args, f"--workdir={reference}").wait(timeout=300) == 0
-
     workdir = str(tmp_path / "killed")
     proc = _jssl(*args, f"--workdir={workdir}")
     deadline = time.time() + 240
-    while not os.path.isdir(os.path.join(workdir, "checkpoints", "8")):
+    while not os.path.isdir(os.path.join(workdir, "checkpoints", str(kill_after))):
         assert proc.poll() is None, "the run ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = max(_losses(workdir))
-    assert killed_at < 24, "the run finished before SIGKILL"
-
+    assert max(_losses(workdir)) < total_steps, "the run finished before SIGKILL"
     assert _jssl(*args, f"--workdir={workdir}").wait(timeout=300) == 0
-    expected, resumed = _losses(reference), _losses(workdir)
+    return _losses(reference), _losses(workdir)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
+    args = [f"--config={CONFIG}:smoke", *TINY, "--config.total_steps=24", "--config.checkpoint.every_steps=4"]
+    expected, resumed = sigkill_and_resume(args, tmp_path, total_steps=24)
     assert sorted(resumed) == list(range(1, 25))
     later = [s for s in range(9, 25)]
     np.testing.assert_array_equal([resumed[s] for s in later], [expected[s] for s in later])
