@@ -29,6 +29,7 @@ from jssl.data.augment import (
 from jssl.data.pipeline import (
     AUGMENT_ON,
     MultiViewTransform,
+    check_augment_on,
     iterator_state_args,
     load_arrays,
     make_train_iterator,
@@ -48,6 +49,7 @@ from jssl.data.sources import (
 
 __all__ = [
     "AUGMENT_ON",
+    "check_augment_on",
     "AUGMENTATIONS",
     "ArraySource",
     "Augment",

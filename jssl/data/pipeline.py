@@ -97,6 +97,13 @@ class SourceImage(grain.transforms.Map):
 AUGMENT_ON = ("host", "device")
 
 
+def check_augment_on(augment_on: str) -> str:
+    """`augment_on` if it is one of `AUGMENT_ON`, else a one-line ValueError."""
+    if augment_on not in AUGMENT_ON:
+        raise ValueError(f"data.augment_on must be one of {AUGMENT_ON}; got {augment_on!r}")
+    return augment_on
+
+
 def _augment_specs(augment: str | Sequence[str], num_views: int) -> list[str]:
     if num_views < 1:
         raise ValueError(f"num_views must be >= 1; got {num_views}")
@@ -182,8 +189,7 @@ def make_train_iterator(
     ``augment_on='device'``: yields ``{'image': uint8 [B, H, W, C], 'label'}``, the source
     images once each; the train step draws the views (`jssl.data.device_augment`).
     """
-    if augment_on not in AUGMENT_ON:
-        raise ValueError(f"data.augment_on must be one of {AUGMENT_ON}; got {augment_on!r}")
+    check_augment_on(augment_on)
     if len(source) == 0:
         raise ValueError(f"source {source!r} is empty")
     if process_count < 1 or not 0 <= process_index < process_count:

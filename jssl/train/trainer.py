@@ -75,10 +75,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def device_augmentations(config: ml_collections.ConfigDict) -> list[Callable] | None:
     """One jit-able augment(images, keys) per view if `data.augment_on='device'`, else None."""
-    augment_on = config.data.get("augment_on", "host")
-    if augment_on not in data.AUGMENT_ON:
-        raise ValueError(f"data.augment_on must be one of {data.AUGMENT_ON}; got {augment_on!r}")
-    if augment_on == "host":
+    if data.check_augment_on(config.data.get("augment_on", "host")) == "host":
         return None
     from jssl.data.device_augment import parse_device_augment
 
