@@ -63,6 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
     # host only moves each source image once, so all source images must share one size).
     c.data.augment_on = "host"
     c.data.num_workers = 0
+    # Batches placed on the devices ahead of the step (their host-to-device copies overlap the
+    # running step); 0 copies each batch only when the step asks for it.
+    c.data.device_prefetch = 2
     # Cap on examples read from each split for evaluation (0: all); the first ones are read.
     c.data.max_eval_examples = 0
     # Deterministic ops applied to evaluation images, e.g. "resize_shorter(256)|center_crop(224)"

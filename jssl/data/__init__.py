@@ -35,6 +35,7 @@ from jssl.data.pipeline import (
     make_train_iterator,
     view_specs,
 )
+from jssl.data.prefetch import DevicePrefetch
 from jssl.data.sources import (
     SOURCES,
     ArraySource,
@@ -51,6 +52,7 @@ __all__ = [
     "AUGMENT_ON",
     "check_augment_on",
     "AUGMENTATIONS",
+    "DevicePrefetch",
     "ArraySource",
     "Augment",
     "ImageSource",

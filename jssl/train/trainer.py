@@ -501,6 +501,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         process_count=jax.process_count(),
         augment_on=exp.augment_on,
     )
+    train_iter = data.DevicePrefetch(
+        train_iter, place=lambda batch: sharding.host_batch_to_global(batch, exp.mesh), size=config.data.device_prefetch
+    )
     eval_data = load_eval_data(config)
 
     # ==============================================================================================
@@ -535,7 +538,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     last_log_step, last_log_time = start_step, time.perf_counter()
     try:
         for step in range(start_step, config.total_steps):
-            batch = sharding.host_batch_to_global(next(train_iter), exp.mesh)
+            batch = next(train_iter)
             state, metrics = exp.train_step(state, batch)
             done = step + 1
 
