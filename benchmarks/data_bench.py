@@ -107,22 +107,3 @@ def run_data(entry: DataEntry) -> dict[str, Any]:
     ]
     return {"kind": "data", "name": entry.name, "source": entry.source, "resolution": entry.resolution,
             "augment": entry.augment, "rows": rows, "on_device": ON_DEVICE_NOTE}
-
-
-def jssl_augment_single_core(resolution: int, images: int, seed: int = 0) -> dict[str, Any]:
-    """Decode + two SimCLR views per JPEG in this process, the same work lightly's
-    `SimCLRTransform` does per image in one DataLoader worker (the peer comparison's jssl side)."""
-    from jssl.data import MultiViewTransform
-
-    from benchmarks.suites import SIMCLR_AUGMENT
-
-    jpegs = make_jpegs(images, resolution, seed)
-    transform = MultiViewTransform([SIMCLR_AUGMENT.format(res=resolution)] * 2)
-    rng = np.random.default_rng(seed)
-    transform.random_map({"image": decode_jpeg(jpegs[0]), "label": 0}, rng)  # warm-up
-    t0 = time.perf_counter()
-    for j in jpegs:
-        out = transform.random_map({"image": decode_jpeg(j), "label": 0}, rng)
-    elapsed = time.perf_counter() - t0
-    assert out["view_1"].shape == (resolution, resolution, 3)
-    return {"kind": "aug", "impl": "jssl", "images_per_s": images / elapsed, "images": images}

@@ -1,5 +1,5 @@
-"""The PyTorch peer: the same SimCLR ResNet-18 train step with lightly's `NTXentLoss`, and
-lightly's `SimCLRTransform` (torchvision) for the augmentation comparison.
+"""The PyTorch peer: the same SimCLR ResNet-18 train step with lightly's `NTXentLoss`
+(the augmentation comparison is `benchmarks.aug_rate`).
 
 Matches jssl's step: torchvision ResNet-18 (v1.5, identical layer shapes; with the CIFAR stem
 the 7x7/2 conv + max-pool become one 3x3/1 conv, as `small_image_stem=True` does in jssl),
@@ -77,34 +77,6 @@ def torch_step(resolution: int, batch: int, small_image_stem: bool, warmup: int,
         **{f"step_{k}": v for k, v in stats.items()},
         "examples_per_s": batch / stats["median_s"],
     }
-
-
-def torch_augment(resolution: int, images: int, seed: int = 0) -> dict[str, Any]:
-    """lightly's SimCLRTransform (two views per image) on the same synthetic JPEGs as jssl."""
-    import torch
-    from lightly.transforms import SimCLRTransform
-    from PIL import Image
-
-    from benchmarks.data_bench import make_jpegs
-
-    torch.manual_seed(seed)
-    jpegs = make_jpegs(images, resolution, seed)
-    transform = SimCLRTransform(input_size=resolution)
-
-    def decode(data: bytes):
-        import io
-
-        with Image.open(io.BytesIO(data)) as im:
-            return im.convert("RGB")
-
-    transform(decode(jpegs[0]))  # warm-up
-    t0 = time.perf_counter()
-    for j in jpegs:
-        views = transform(decode(j))
-    elapsed = time.perf_counter() - t0
-    assert len(views) == 2 and tuple(views[0].shape) == (3, resolution, resolution)
-    return {"kind": "aug", "impl": "lightly SimCLRTransform", "torch_threads": torch.get_num_threads(),
-            "images_per_s": images / elapsed, "images": images}
 
 
 def torch_conv_micro(batch: int, size: int, cin: int, cout: int, kernel: int, stride: int, steps: int = 5) -> dict[str, Any]:

@@ -158,6 +158,9 @@ def run_suite(suite: Suite, args: argparse.Namespace) -> dict[str, Any]:
     if want("peers") and suite.peers:
         out["peers"] = run_peers(r, suite, args)
 
+    if want("aug") and suite.aug_rates:
+        out["aug_rates"] = run_aug_rates(r, suite, args)
+
     if want("data"):
         out["data"] = []
         for d in suite.data:
@@ -225,19 +228,37 @@ def run_peers(r: Runner, suite: Suite, args: argparse.Namespace) -> list[dict[st
                 r.log(f"- peer {p.name}: encoder-only breakdown, both sides")
                 row["breakdown_torch"] = r.worker("peer-torch-breakdown", spec, threads=p.threads, python=python)
                 row["breakdown_jssl"] = r.worker("breakdown", {"name": p.name, **spec}, threads=p.threads)
-            r.log(f"- peer {p.name}: augmentation, {p.aug_resolution} px JPEGs, 1 core each")
-            row["aug_torch"] = r.worker("peer-torch-aug", {"resolution": p.aug_resolution, "images": p.aug_images},
-                                        threads=1, python=python)
         else:
             row["torch"] = {"error": f"torch/torchvision/lightly not importable by {python}: pip install -e '.[bench]'"}
-        row["aug_jssl"] = r.worker("peer-jssl-aug", {"resolution": p.aug_resolution, "images": p.aug_images}, threads=1)
         t, j = row["torch"].get("step_median_s"), row["jssl"].get("step_median_s")
         row["step_ratio_jssl_over_torch"] = j / t if t and j else None
         if best and t:
             row["best_step_ratio_jssl_over_torch"] = best["step_median_s"] / t
-        ta, ja = row.get("aug_torch", {}).get("images_per_s"), row["aug_jssl"].get("images_per_s")
-        row["aug_ratio_jssl_over_torch"] = ja / ta if ta and ja else None
         rows.append(row)
+    return rows
+
+
+def run_aug_rates(r: Runner, suite: Suite, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every implementation of each entry in its own pinned worker; ratios against lightly's."""
+    python = args.peer_python or sys.executable
+    have_torch = _has_torch_peer(python)
+    rows = []
+    for a in suite.aug_rates:
+        entry_rows = []
+        for impl in a.impls:
+            spec = {"impl": impl, "resolution": a.resolution, "images": a.images, "batch": a.batch, "threads": a.threads}
+            if impl in ("lightly", "torchvision-v2") and not have_torch:
+                res = {"error": f"torch/torchvision/lightly not importable by {python}: pip install -e '.[bench]'"}
+            else:
+                r.log(f"- augmentation {a.name}: {impl} on {a.threads} core(s)")
+                res = r.worker("aug-rate", spec, threads=a.threads, python=python if impl != "jssl-device" else None)
+                if "images_per_s" in res:
+                    r.log(f"  = {res['images_per_s']:.1f} images/s")
+            entry_rows.append({"name": a.name, **spec, **res})
+        lightly = next((x.get("images_per_s") for x in entry_rows if x["impl"] == "lightly"), None)
+        for x in entry_rows:
+            x["ratio_over_lightly"] = x["images_per_s"] / lightly if lightly and x.get("images_per_s") else None
+        rows += entry_rows
     return rows
 
 
@@ -326,16 +347,14 @@ def report(out: dict[str, Any]) -> str:
                 "best_flags": p.get("jssl_best_flags", {}).get("xla_flags") or "default",
                 "torch_s": p["torch"].get("step_median_s"), "ratio": p.get("step_ratio_jssl_over_torch"),
                 "best_ratio": p.get("best_step_ratio_jssl_over_torch"),
-                "aug_jssl": p["aug_jssl"].get("images_per_s"), "aug_torch": p.get("aug_torch", {}).get("images_per_s"),
-                "aug_ratio": p.get("aug_ratio_jssl_over_torch"), "torch_error": p["torch"].get("error"),
+                "torch_error": p["torch"].get("error"),
             })
-        parts += ["", "jssl vs PyTorch + lightly (step ratio: jssl time / torch time, >1 = jssl slower; "
-                  "aug ratio: jssl images/s / lightly images/s, >1 = jssl faster)",
+        parts += ["", "jssl vs PyTorch + lightly, SimCLR step on the same cores (step ratio: jssl time / torch "
+                  "time, >1 = jssl slower)",
                   harness.format_table(rows, [
                       ("name", "entry"), ("threads", "thr"), ("jssl_s", "jssl step s"), ("torch_s", "torch step s"),
                       ("ratio", "step ratio"), ("jssl_best_s", "jssl best s"), ("best_flags", "best flags"),
-                      ("best_ratio", "best ratio"), ("aug_jssl", "jssl aug img/s"), ("aug_torch", "lightly aug img/s"),
-                      ("aug_ratio", "aug ratio"), ("torch_error", "peer error")])]
+                      ("best_ratio", "best ratio"), ("torch_error", "peer error")])]
     breakdown_rows = []
     for p in out.get("peers", []):
         for impl in ("jssl", "torch"):
@@ -351,6 +370,13 @@ def report(out: dict[str, Any]) -> str:
                   harness.format_table(breakdown_rows, [("name", "entry"), ("impl", "impl"), ("fwd", "encoder fwd"),
                                                         ("fwd_bwd", "encoder fwd+bwd"), ("step", "full step"),
                                                         ("rest", "rest"), ("error", "error")])]
+    if out.get("aug_rates"):
+        parts += ["", "Two-view SimCLR augmentation from JPEG bytes, source images/s (2 views each); every entry "
+                  "pinned to its thread count; ratio = images/s / lightly's (>1 = faster)",
+                  harness.format_table(out["aug_rates"], [
+                      ("name", "entry"), ("impl", "impl"), ("threads", "threads"), ("decoder", "decode"),
+                      ("device", "augments on"), ("images_per_s", "images/s"), ("images_per_s_per_core", "per core"),
+                      ("ratio_over_lightly", "vs lightly"), ("compile_s", "compile s"), ("error", "error")])]
     if out.get("data"):
         rows = []
         for d in out["data"]:
@@ -383,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None, metavar="DIR",
                     help="also write a jax.profiler trace of 3 steps of each step entry to DIR/<entry>")
     ap.add_argument("--worker-timeout", type=float, default=900, help="seconds before one worker process is stopped")
-    ap.add_argument("--only", default="", help="comma-separated sections: steps,flops,flags,conv,peers,data,scaling")
+    ap.add_argument("--only", default="", help="comma-separated sections: steps,flops,flags,conv,peers,aug,data,scaling")
     args = ap.parse_args(argv)
     suite = get_suite(args.suite)
     path = args.out or os.path.join(REPO, "runs", "bench", f"{suite.name}.json")

@@ -76,6 +76,19 @@ class DataEntry:
 
 
 @dataclasses.dataclass(frozen=True)
+class AugRateEntry:
+    """Two-view augmentation from JPEG bytes: each implementation in `benchmarks.aug_rate`
+    on the same images, each pinned to `threads` cores."""
+
+    name: str
+    resolution: int = 224
+    images: int = 64
+    batch: int = 16  # the device path's batch (host paths go image by image)
+    threads: int = 1
+    impls: tuple[str, ...] = ("jssl-host", "jssl-device", "lightly", "torchvision-v2")
+
+
+@dataclasses.dataclass(frozen=True)
 class PeerEntry:
     """jssl vs PyTorch + lightly, both pinned to the same cores."""
 
@@ -86,9 +99,6 @@ class PeerEntry:
     threads: int = 2
     warmup: int = 1
     steps: int = 3
-    # Augmentation side: images per measurement, on one core (like lightly's DataLoader worker).
-    aug_resolution: int = 224
-    aug_images: int = 48
     # Also time the encoder alone (forward; forward + backward) on both sides.
     breakdown: bool = True
 
@@ -100,6 +110,7 @@ class Suite:
     steps: list[StepEntry] = dataclasses.field(default_factory=list)
     data: list[DataEntry] = dataclasses.field(default_factory=list)
     peers: list[PeerEntry] = dataclasses.field(default_factory=list)
+    aug_rates: list[AugRateEntry] = dataclasses.field(default_factory=list)
     # XLA CPU flag variants run on `flag_study_entry` to find what closes the conv gap.
     flag_variants: dict[str, str] = dataclasses.field(default_factory=dict)
     flag_study_entry: StepEntry | None = None
@@ -150,6 +161,10 @@ def _cpu_smoke() -> Suite:
                       augment=SIMCLR_AUGMENT.format(res=224), workers=(0, 1, 2), batch=16, batches=3, num_images=96),
         ],
         peers=[PeerEntry(name="peer-r18-32px-b32", resolution=32, batch=32, steps=4, threads=2)],
+        # One core each: the per-core comparison. The host implementations are one sequential loop
+        # (one DataLoader / Grain worker's work), so only the device path has a 2-core row.
+        aug_rates=[AugRateEntry(name="simclr-224px-jpeg-1core", threads=1),
+                   AugRateEntry(name="simclr-224px-jpeg-2core", threads=2, impls=("jssl-device",))],
         # The full list is in cpu-full; XNNPACK and oneDNN measured as noise in a 3-round study.
         flag_variants={k: CPU_FLAG_VARIANTS[k] for k in ("default", "no_algsimp", "ynn_off", "no_algsimp+ynn_off")},
         flag_study_entry=r18,

@@ -65,14 +65,10 @@ def main(argv: list[str]) -> int:
             from benchmarks.peer_torch import torch_step
 
             result = torch_step(**spec)
-        elif task == "peer-torch-aug":
-            from benchmarks.peer_torch import torch_augment
+        elif task == "aug-rate":
+            from benchmarks.aug_rate import run_aug_rate
 
-            result = torch_augment(**spec)
-        elif task == "peer-jssl-aug":
-            from benchmarks.data_bench import jssl_augment_single_core
-
-            result = jssl_augment_single_core(**spec)
+            result = run_aug_rate(**spec)
         else:
             raise ValueError(f"unknown task {task!r}")
     except Exception as e:  # noqa: BLE001 - the parent reports the failure in its table

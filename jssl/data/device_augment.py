@@ -345,22 +345,33 @@ def _jitter_one(x: jax.Array, params: JitterParams, active: Sequence[bool]) -> j
     """One example's jitter, op ``params.order[i]`` at position ``i``, on float [H, W, C] in [0, 255]."""
     is_rgb = x.shape[-1] == 3
     f_b, f_c, f_s = params.factors[0], params.factors[1], params.factors[2]
-    for position in range(4):
-        k = params.order[position]
-        # A per-example order cannot pick code at trace time: compute each
-        # active op and select; the four ops are cheap elementwise work.
-        choices = [x, x, x, x]
-        if active[0]:
-            choices[0] = jnp.clip(x * f_b, 0, 255)
-        if active[1]:
-            mean = jnp.mean(_gray(x) if is_rgb else x)
-            choices[1] = jnp.clip(f_c * x + (1.0 - f_c) * mean, 0, 255)
-        if active[2] and is_rgb:
-            choices[2] = jnp.clip(f_s * x + (1.0 - f_s) * _gray(x), 0, 255)
-        if active[3] and is_rgb:
-            choices[3] = _shift_hue(_rint_u8(x), params.hue_shift)
-        x = jnp.select([k == i for i in range(4)], choices, x)
-    return x
+    order = params.order
+    hue_on = active[3] and is_rgb
+    # A per-example order cannot pick code at trace time, so each position computes every
+    # cheap op and selects. Hue (a table-driven HSV round trip) runs once, between the
+    # positions before it and after: computed at all four positions, as the cheap ops are, the
+    # jitter took 115 ms per 224 px image on one CPU core instead of 8.
+    hue_position = jnp.argmax(order == 3) if hue_on else 4
+
+    def cheap_ops(x: jax.Array, run: Callable[[int], jax.Array]) -> jax.Array:
+        for position in range(4):
+            k = order[position]
+            choices = [x, x, x]
+            if active[0]:
+                choices[0] = jnp.clip(x * f_b, 0, 255)
+            if active[1]:
+                mean = jnp.mean(_gray(x) if is_rgb else x)
+                choices[1] = jnp.clip(f_c * x + (1.0 - f_c) * mean, 0, 255)
+            if active[2] and is_rgb:
+                choices[2] = jnp.clip(f_s * x + (1.0 - f_s) * _gray(x), 0, 255)
+            x = jnp.where(run(position), jnp.select([k == i for i in range(3)], choices, x), x)
+        return x
+
+    x = cheap_ops(x, lambda position: position < hue_position)
+    if not hue_on:
+        return x
+    x = _shift_hue(_rint_u8(x), params.hue_shift)
+    return cheap_ops(x, lambda position: position > hue_position)
 
 
 def apply_color_jitter(
