@@ -62,6 +62,15 @@ def base_config() -> ml_collections.ConfigDict:
     # 'device' (jssl.data.device_augment inside the jit'd step, each device its own shard; the
     # host only moves each source image once, so all source images must share one size).
     c.data.augment_on = "host"
+    # With augment_on='device': 0 needs all source images of one size; N > 0 brings every
+    # image to N x N on the host (shorter side resized to N, centre cropped; JPEGs at least
+    # twice as large decode at reduced size), so data sets of varying sizes work and each image
+    # moves a bounded number of bytes. The device's random crops then only see that centre square.
+    c.data.device_source_size = 0
+    # False: the tfds source yields encoded bytes (training split only) and the Grain workers
+    # decode them with PIL, a JPEG at the reduced size (1/2, 1/4, 1/8) that no view's first
+    # random_resized_crop / resize needs more than. True: tfds decodes every image at full size.
+    c.data.decode = True
     c.data.num_workers = 0
     # Batches placed on the devices ahead of the step (their host-to-device copies overlap the
     # running step); 0 copies each batch only when the step asks for it.

@@ -12,6 +12,12 @@ is what makes the pipeline's views a pure function of (seed, stream position).
 into one composed op. The string is parsed with :mod:`ast` and only literal
 arguments are accepted, so a config string can never execute code.
 
+Every factory returns a :class:`Step`: the op split into ``sample(rng, height,
+width) -> params``, which draws all its randomness knowing only the input size,
+and a deterministic ``apply(image, params)``. :func:`parse_view` returns a
+spec's steps, so a caller can draw a whole view before it has the image (see
+:mod:`jssl.data.decode`, which picks a reduced JPEG decode size from the crops).
+
 Geometry and blur use PIL (C code, releases the GIL); photometric ops use
 vectorised float32 numpy, following torchvision's / SimCLR's definitions.
 """
@@ -19,6 +25,7 @@ vectorised float32 numpy, following torchvision's / SimCLR's definitions.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import inspect
 import math
@@ -34,12 +41,14 @@ __all__ = [
     "BlurParams",
     "CropBox",
     "JitterParams",
+    "Step",
     "apply_color_jitter",
     "apply_gaussian_blur",
     "apply_grayscale",
     "apply_hflip",
     "apply_random_resized_crop",
     "apply_solarize",
+    "apply_view",
     "blur_radius",
     "center_crop",
     "color_jitter",
@@ -49,6 +58,7 @@ __all__ = [
     "hflip",
     "identity",
     "parse_augment",
+    "parse_view",
     "random_resized_crop",
     "resize",
     "resize_shorter",
@@ -58,12 +68,12 @@ __all__ = [
     "sample_hflip",
     "sample_random_resized_crop",
     "sample_solarize",
+    "sample_view",
     "solarize",
 ]
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 Size = int | Sequence[int]
-
 
 
 # Parameter records shared with the on-device twins (jssl.data.device_augment):
@@ -145,59 +155,82 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def identity() -> Augment:
+def _no_params(rng: np.random.Generator, height: int, width: int) -> None:
+    del rng, height, width
+
+
+def _same_hw(height: int, width: int) -> tuple[int, int]:
+    return height, width
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Step:
+    """One augmentation op as ``sample(rng, height, width) -> params`` then ``apply(image, params)``.
+
+    ``sample`` makes every random draw of the op from the input size alone; ``apply`` draws
+    nothing. Calling a step runs both, so a step is an :data:`Augment`, with the same random
+    stream as before the split. ``out_hw(height, width)`` is the output size, so later steps of
+    a view can be sampled without an image. ``size`` is set for the ops that resample a window
+    of the input to a fixed ``(height, width)`` (``random_resized_crop``, ``resize``).
+    """
+
+    name: str
+    sample: Callable[[np.random.Generator, int, int], Any]
+    apply: Callable[[np.ndarray, Any], np.ndarray]
+    out_hw: Callable[[int, int], tuple[int, int]] = _same_hw
+    size: tuple[int, int] | None = None
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.apply(image, self.sample(rng, image.shape[0], image.shape[1]))
+
+
+def identity() -> Step:
     """No-op; the meaning of an empty spec."""
-
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        del rng
-        return image
-
-    return op
+    return Step("identity", _no_params, lambda image, params: image)
 
 
-def resize(size: Size) -> Augment:
+def resize(size: Size) -> Step:
     """Bilinear resize to ``size`` (int = square)."""
     height, width = _size_hw(size)
 
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        del rng
+    def apply(image: np.ndarray, params: None) -> np.ndarray:
         if image.shape[:2] == (height, width):
             return image
         return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR))
 
-    return op
+    return Step("resize", _no_params, apply, lambda h, w: (height, width), size=(height, width))
 
 
-def resize_shorter(size: int) -> Augment:
+def resize_shorter(size: int) -> Step:
     """Bilinear resize so the shorter side is ``size``, keeping the aspect ratio (ImageNet eval)."""
     if not isinstance(size, int) or size <= 0:
         raise ValueError(f"size must be a positive int; got {size!r}")
 
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        del rng
-        h, w = image.shape[:2]
+    def out_hw(h: int, w: int) -> tuple[int, int]:
         scale = size / min(h, w)
-        height, width = max(size, round(h * scale)), max(size, round(w * scale))
-        if (height, width) == (h, w):
+        return max(size, round(h * scale)), max(size, round(w * scale))
+
+    def apply(image: np.ndarray, params: None) -> np.ndarray:
+        height, width = out_hw(*image.shape[:2])
+        if (height, width) == image.shape[:2]:
             return image
         return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR))
 
-    return op
+    return Step("resize_shorter", _no_params, apply, out_hw)
 
 
-def center_crop(size: Size) -> Augment:
+def center_crop(size: Size) -> Step:
     """Central ``size`` crop; the image must be at least that large."""
     height, width = _size_hw(size)
 
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        del rng
+    def apply(image: np.ndarray, params: None) -> np.ndarray:
         h, w = image.shape[:2]
         if h < height or w < width:
             raise ValueError(f"center_crop({height}, {width}) on a smaller {h}x{w} image")
         top, left = (h - height) // 2, (w - width) // 2
         return image[top : top + height, left : left + width]
 
-    return op
+    return Step("center_crop", _no_params, apply, lambda h, w: (height, width))
 
 
 def sample_random_resized_crop(
@@ -237,9 +270,12 @@ def sample_random_resized_crop(
 
 
 def apply_random_resized_crop(image: np.ndarray, box: CropBox, *, size: Size) -> np.ndarray:
-    """Crops ``box`` and bilinearly resizes it to ``size`` in one PIL call (``box=``)."""
+    """Crops ``box`` and bilinearly resizes it to ``size`` in one PIL call (``box=``).
+
+    The box may have fractional coordinates (a crop window mapped onto a reduced decode).
+    """
     height, width = _size_hw(size)
-    top, left, ch, cw = (int(v) for v in box)
+    top, left, ch, cw = (float(v) for v in box)
     pil_box = (left, top, left + cw, top + ch)
     return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR, box=pil_box))
 
@@ -249,7 +285,7 @@ def random_resized_crop(
     scale: Sequence[float] = (0.08, 1.0),
     ratio: Sequence[float] = (3 / 4, 4 / 3),
     attempts: int = 10,
-) -> Augment:
+) -> Step:
     """Inception-style crop of random area and aspect ratio, resized to ``size``.
 
     Crop sampling follows torchvision's ``RandomResizedCrop``
@@ -262,13 +298,17 @@ def random_resized_crop(
     if scale[1] > 1.0 or scale[0] <= 0.0:
         raise ValueError(f"scale must lie in (0, 1]; got {scale!r}")
 
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        box = sample_random_resized_crop(
-            rng, height=image.shape[0], width=image.shape[1], scale=scale, ratio=ratio, attempts=attempts
-        )
-        return apply_random_resized_crop(image, box, size=size)
+    def sample(rng: np.random.Generator, height: int, width: int) -> CropBox:
+        return sample_random_resized_crop(rng, height=height, width=width, scale=scale, ratio=ratio, attempts=attempts)
 
-    return op
+    out = _size_hw(size)
+    return Step(
+        "random_resized_crop",
+        sample,
+        lambda image, box: apply_random_resized_crop(image, box, size=out),
+        lambda h, w: out,
+        size=out,
+    )
 
 
 def sample_hflip(rng: np.random.Generator, *, p: float) -> bool:
@@ -281,14 +321,10 @@ def apply_hflip(image: np.ndarray, flip: bool) -> np.ndarray:
     return np.ascontiguousarray(image[:, ::-1]) if flip else image
 
 
-def hflip(p: float = 0.5) -> Augment:
+def hflip(p: float = 0.5) -> Step:
     """Mirrors left-right with probability ``p``."""
     p = _check_p(p)
-
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return apply_hflip(image, sample_hflip(rng, p=p))
-
-    return op
+    return Step("hflip", lambda rng, h, w: sample_hflip(rng, p=p), apply_hflip)
 
 
 def _gray(x: np.ndarray) -> np.ndarray:
@@ -365,7 +401,7 @@ def color_jitter(
     saturation: float = 0.2,
     hue: float = 0.1,
     p: float = 0.8,
-) -> Augment:
+) -> Step:
     """torchvision ``ColorJitter`` applied with probability ``p``, random order.
 
     Factors are drawn from ``[max(0, 1 - x), 1 + x]`` (hue shift from
@@ -376,11 +412,11 @@ def color_jitter(
     b, c, s, h = _check_jitter(brightness, contrast, saturation, hue)
     active = (b > 0, c > 0, s > 0, h > 0)
 
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        params = sample_color_jitter(rng, p=p, brightness=b, contrast=c, saturation=s, hue=h)
-        return apply_color_jitter(image, params, active=active)
-
-    return op
+    return Step(
+        "color_jitter",
+        lambda rng, height, width: sample_color_jitter(rng, p=p, brightness=b, contrast=c, saturation=s, hue=h),
+        lambda image, params: apply_color_jitter(image, params, active=active),
+    )
 
 
 def sample_grayscale(rng: np.random.Generator, *, p: float) -> bool:
@@ -395,14 +431,10 @@ def apply_grayscale(image: np.ndarray, on: bool) -> np.ndarray:
     return np.repeat(_to_uint8(_gray(image.astype(np.float32))), 3, axis=-1)
 
 
-def grayscale(p: float = 0.2) -> Augment:
+def grayscale(p: float = 0.2) -> Step:
     """With probability ``p``, replaces RGB by its luma in all three channels."""
     p = _check_p(p)
-
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return apply_grayscale(image, sample_grayscale(rng, p=p))
-
-    return op
+    return Step("grayscale", lambda rng, h, w: sample_grayscale(rng, p=p), apply_grayscale)
 
 
 @functools.lru_cache(maxsize=64)
@@ -458,7 +490,7 @@ def gaussian_blur(
     p: float = 0.5,
     sigma: Sequence[float] = (0.1, 2.0),
     kernel_frac: float | None = 0.1,
-) -> Augment:
+) -> Step:
     """Gaussian blur with ``sigma ~ U(sigma)`` pixels, applied with probability ``p``.
 
     ``kernel_frac`` reproduces SimCLR/BYOL: the kernel is truncated to an odd
@@ -475,10 +507,11 @@ def gaussian_blur(
     if kernel_frac is not None and not 0.0 < float(kernel_frac) <= 1.0:
         raise ValueError(f"kernel_frac must be in (0, 1] or None; got {kernel_frac!r}")
 
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return apply_gaussian_blur(image, sample_gaussian_blur(rng, p=p, sigma=(low, high)), kernel_frac=kernel_frac)
-
-    return op
+    return Step(
+        "gaussian_blur",
+        lambda rng, h, w: sample_gaussian_blur(rng, p=p, sigma=(low, high)),
+        lambda image, params: apply_gaussian_blur(image, params, kernel_frac=kernel_frac),
+    )
 
 
 def sample_solarize(rng: np.random.Generator, *, p: float) -> bool:
@@ -493,17 +526,17 @@ def apply_solarize(image: np.ndarray, on: bool, *, threshold: int = 128) -> np.n
     return np.where(image >= threshold, 255 - image, image).astype(np.uint8)
 
 
-def solarize(p: float = 0.0, threshold: int = 128) -> Augment:
+def solarize(p: float = 0.0, threshold: int = 128) -> Step:
     """With probability ``p``, inverts pixels ``>= threshold`` (as PIL/BYOL)."""
     p = _check_p(p)
     if not 0 <= int(threshold) <= 256:
         raise ValueError(f"threshold must be in [0, 256]; got {threshold!r}")
     threshold = int(threshold)
-
-    def op(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return apply_solarize(image, sample_solarize(rng, p=p), threshold=threshold)
-
-    return op
+    return Step(
+        "solarize",
+        lambda rng, h, w: sample_solarize(rng, p=p),
+        lambda image, on: apply_solarize(image, on, threshold=threshold),
+    )
 
 
 def compose(ops: Sequence[Augment]) -> Augment:
@@ -518,8 +551,8 @@ def compose(ops: Sequence[Augment]) -> Augment:
     return op
 
 
-#: Op name -> factory; factories take the op's configuration and return an op.
-AUGMENTATIONS: dict[str, Callable[..., Augment]] = {
+#: Op name -> factory; factories take the op's configuration and return a :class:`Step`.
+AUGMENTATIONS: dict[str, Callable[..., Step]] = {
     "identity": identity,
     "resize": resize,
     "resize_shorter": resize_shorter,
@@ -548,7 +581,7 @@ def _literal(node: ast.expr, spec: str) -> Any:
         raise ValueError(f"augment arguments must be literals; got {ast.get_source_segment(spec, node)!r}") from error
 
 
-def _build_op(node: ast.expr, spec: str) -> Augment:
+def _build_op(node: ast.expr, spec: str) -> Step:
     if isinstance(node, ast.Name):
         name, args, kwargs = node.id, [], {}
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -574,6 +607,40 @@ def _build_op(node: ast.expr, spec: str) -> Augment:
         raise ValueError(f"bad arguments for augmentation {name!r}: {error}") from error
 
 
+def parse_view(spec: str) -> tuple[Step, ...]:
+    """Parses ``"op1(args)|op2|..."`` into its steps, in order (an empty spec has none).
+
+    A bare name uses the op's defaults. Raises ``ValueError`` for syntax errors,
+    unknown ops, non-literal or bad arguments.
+    """
+    if not isinstance(spec, str):
+        raise ValueError(f"augment spec must be a string; got {type(spec).__name__}")
+    if not spec.strip():
+        return ()
+    try:
+        tree = ast.parse(spec.strip(), mode="eval")
+    except SyntaxError as error:
+        raise ValueError(f"cannot parse augment spec {spec!r}: {error.msg}") from error
+    stripped = spec.strip()
+    return tuple(_build_op(node, stripped) for node in _flatten_pipe(tree.body))
+
+
+def sample_view(steps: Sequence[Step], rng: np.random.Generator, *, height: int, width: int) -> list[Any]:
+    """Every step's parameters for a ``height x width`` input, drawn in order as the composed op draws them."""
+    params = []
+    for step in steps:
+        params.append(step.sample(rng, height, width))
+        height, width = step.out_hw(height, width)
+    return params
+
+
+def apply_view(image: np.ndarray, steps: Sequence[Step], params: Sequence[Any]) -> np.ndarray:
+    """Applies ``steps`` with the parameters :func:`sample_view` drew."""
+    for step, p in zip(steps, params, strict=True):
+        image = step.apply(image, p)
+    return image
+
+
 def parse_augment(spec: str) -> Augment:
     """Parses ``"op1(args)|op2|..."`` into one op ``aug(image, rng) -> image``.
 
@@ -581,13 +648,5 @@ def parse_augment(spec: str) -> Augment:
     Raises ``ValueError`` for syntax errors, unknown ops, non-literal or bad
     arguments.
     """
-    if not isinstance(spec, str):
-        raise ValueError(f"augment spec must be a string; got {type(spec).__name__}")
-    if not spec.strip():
-        return identity()
-    try:
-        tree = ast.parse(spec.strip(), mode="eval")
-    except SyntaxError as error:
-        raise ValueError(f"cannot parse augment spec {spec!r}: {error.msg}") from error
-    stripped = spec.strip()
-    return compose([_build_op(node, stripped) for node in _flatten_pipe(tree.body)])
+    steps = parse_view(spec)
+    return compose(steps) if steps else identity()

@@ -30,7 +30,8 @@ from typing import Any
 import grain
 import numpy as np
 
-from jssl.data.augment import Augment, parse_augment
+from jssl.data.augment import Augment, Step, parse_augment, parse_view
+from jssl.data.decode import center_square, decode_image, decode_views, encoded_bytes, is_encoded, record_image_shape
 from jssl.data.sources import ImageSource
 
 __all__ = [
@@ -54,42 +55,66 @@ class MultiViewTransform(grain.transforms.RandomMap):
     A class rather than a closure so it pickles cleanly into worker processes.
     Views are drawn in order from the same generator, so view ``v`` is fixed by
     the rng Grain hands over for this position.
+
+    Records holding encoded bytes (``TfdsSource(decode=False)``) are decoded here,
+    once for all views, into ``channels`` channels, at the reduced JPEG size the
+    views' crops allow (:func:`jssl.data.decode.decode_views`).
     """
 
-    def __init__(self, specs: Sequence[str]) -> None:
+    def __init__(self, specs: Sequence[str], *, channels: int | None = None) -> None:
         self.specs = tuple(specs)
+        self.channels = channels
         self._ops: tuple[Augment, ...] = tuple(parse_augment(s) for s in self.specs)
+        self._views: tuple[tuple[Step, ...], ...] = tuple(parse_view(s) for s in self.specs)
 
     def __getstate__(self) -> dict[str, Any]:
         # Ops are closures; ship the spec strings and re-parse on the other side.
-        return {"specs": self.specs}
+        return {"specs": self.specs, "channels": self.channels}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["specs"])
+        self.__init__(state["specs"], channels=state["channels"])
 
     def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
         image = element["image"]
-        out = {f"view_{v}": op(image, rng) for v, op in enumerate(self._ops)}
+        if is_encoded(image):
+            views = decode_views(encoded_bytes(image), self._views, rng, channels=self.channels)
+            out = {f"view_{v}": view for v, view in enumerate(views)}
+        else:
+            out = {f"view_{v}": op(image, rng) for v, op in enumerate(self._ops)}
         out["label"] = np.int32(element["label"])
         return out
 
 
 class SourceImage(grain.transforms.Map):
-    """Record -> ``{'image', 'label'}`` unchanged, for augmentation on the device.
+    """Record -> ``{'image', 'label'}``, for augmentation on the device.
 
-    Every image must have the size of the first one (``shape``): the batch is one array, and
-    a clear error here beats Grain's failure to stack.
+    Without ``size`` the image passes unchanged (decoded if the record holds encoded bytes),
+    and every image must have the size of the first one (``shape``): the batch is one array,
+    and a clear error here beats Grain's failure to stack. With ``size``, every image is first
+    brought to ``size x size`` on the host by resizing its shorter side to ``size`` and
+    cropping the centre (:func:`jssl.data.decode.center_square`; a JPEG at least twice as
+    large is decoded at reduced size), so data sets of varying image sizes work and each
+    image moves a bounded number of bytes. The trade-off: the device's random crops then only
+    ever see that central square, never the borders of wide or tall images.
     """
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = tuple(shape)
+    def __init__(self, shape: tuple[int, ...], *, size: int | None = None, channels: int | None = None) -> None:
+        self.size = size
+        self.channels = channels
+        self.shape = tuple(shape) if size is None else (size, size, *tuple(shape)[2:])
 
     def map(self, element: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        image = np.asarray(element["image"], dtype=np.uint8)
+        image = element["image"]
+        if self.size is not None:
+            image = center_square(image, size=self.size, channels=self.channels)
+        else:
+            image = decode_image(image, channels=self.channels)
+        image = np.asarray(image, dtype=np.uint8)
         if image.shape != self.shape:
             raise ValueError(
                 f"data.augment_on='device' needs equally sized source images; got {image.shape} after "
-                f"{self.shape}. Use data.augment_on='host' for data sets of varying image sizes"
+                f"{self.shape}. Set data.device_source_size to crop every image to one size on the host, "
+                "or use data.augment_on='host', for data sets of varying image sizes"
             )
         return {"image": image, "label": np.int32(element["label"])}
 
@@ -177,6 +202,7 @@ def make_train_iterator(
     process_index: int = 0,
     process_count: int = 1,
     augment_on: str = "host",
+    device_source_size: int | None = None,
 ) -> grain.DatasetIterator:
     """Endless, checkpointable iterator of augmented multi-view batches.
 
@@ -187,9 +213,20 @@ def make_train_iterator(
     an epoch is dropped. Output is identical for any ``num_workers``.
 
     ``augment_on='device'``: yields ``{'image': uint8 [B, H, W, C], 'label'}``, the source
-    images once each; the train step draws the views (`jssl.data.device_augment`).
+    images once each; the train step draws the views (`jssl.data.device_augment`). With
+    ``device_source_size`` every image is first resized (shorter side) and centre-cropped to
+    that square on the host (see :class:`SourceImage` for the trade-off); without it all
+    source images must share one size.
+
+    A source whose records hold encoded bytes is decoded in the workers, into the source's
+    ``channels`` attribute's channel count if it has one.
     """
     check_augment_on(augment_on)
+    if device_source_size is not None:
+        if augment_on != "device":
+            raise ValueError("data.device_source_size only applies with data.augment_on='device'")
+        if isinstance(device_source_size, bool) or not isinstance(device_source_size, int) or device_source_size < 1:
+            raise ValueError(f"data.device_source_size must be a positive int; got {device_source_size!r}")
     if len(source) == 0:
         raise ValueError(f"source {source!r} is empty")
     if process_count < 1 or not 0 <= process_index < process_count:
@@ -214,14 +251,15 @@ def make_train_iterator(
         )
     derived = _derive_seed(seed, process_index)
     dataset = dataset.shuffle(seed=derived)
+    channels = getattr(source, "channels", None)
     if augment_on == "device":
         from jssl.data.device_augment import parse_device_augment  # jax: not in host-path workers
 
         for spec in specs:  # an op without a device twin fails here, at start-up
             parse_device_augment(spec)
-        dataset = dataset.map(SourceImage(np.asarray(source[0]["image"]).shape))
+        dataset = dataset.map(SourceImage(record_image_shape(source), size=device_source_size, channels=channels))
     else:
-        dataset = dataset.random_map(MultiViewTransform(specs), seed=derived)
+        dataset = dataset.random_map(MultiViewTransform(specs, channels=channels), seed=derived)
     dataset = dataset.batch(local_batch, drop_remainder=True).repeat(None)
     iter_dataset = dataset.to_iter_dataset(
         grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER)

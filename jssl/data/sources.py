@@ -13,7 +13,9 @@ Provided sources:
 * :func:`embedded_digits` -- scikit-learn's 8x8 digits, fixed 80/20 split.
 * :func:`tfds_source` -- any TFDS data set already prepared as ArrayRecord,
   read through ``tfds.data_source`` and decoded with PIL/OpenCV (never
-  TensorFlow).
+  TensorFlow); with ``decode=False`` it yields the encoded bytes, which the
+  pipeline decodes (at reduced size where the crops allow, see
+  :mod:`jssl.data.decode`).
 * :func:`npz_source` -- arrays stored in a ``.npz`` file.
 
 :func:`get_source` looks sources up by name in :data:`SOURCES`.
@@ -27,6 +29,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from jssl.data.decode import encoded_image
 
 __all__ = [
     "ArraySource",
@@ -162,7 +166,10 @@ class TfdsSource:
     """A prepared ArrayRecord TFDS split, normalised to the jssl record format.
 
     Decoding happens in ``tfds``'s numpy path (OpenCV if installed, else PIL),
-    so TensorFlow is never imported.
+    so TensorFlow is never imported. With ``decode=False`` the image feature is
+    read with ``tfds.decode.SkipDecoding`` and records hold the encoded bytes as
+    a 0-d ``object`` array (:func:`jssl.data.decode.encoded_image`); the pipeline
+    decodes them with PIL into ``channels`` channels, the image feature's count.
     """
 
     def __init__(
@@ -173,6 +180,7 @@ class TfdsSource:
         *,
         image_key: str = "image",
         label_key: str = "label",
+        decode: bool = True,
     ) -> None:
         import tensorflow_datasets as tfds
 
@@ -180,10 +188,12 @@ class TfdsSource:
         self.split = split
         self.image_key = image_key
         self.label_key = label_key
+        self.decode = bool(decode)
+        decoders = None if self.decode else {image_key: tfds.decode.SkipDecoding()}
         try:
             # download=False: preparing needs the builder's own download code and
             # often TensorFlow; sources only ever read what was prepared before.
-            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False, decoders=decoders)
         except Exception as error:  # tfds raises many unrelated types here.
             raise ValueError(
                 f"cannot open TFDS data set {name!r} split {split!r} "
@@ -198,11 +208,21 @@ class TfdsSource:
                 raise ValueError(
                     f"TFDS data set {name!r} has features {sorted(first)}; no {key!r} (set image_key / label_key)"
                 )
+        shape = getattr(self._source.dataset_info.features[image_key], "shape", None)
+        #: Channels of the decoded images (None: unknown, then PIL's grayscale / RGB).
+        self.channels: int | None = int(shape[-1]) if shape and shape[-1] else None
 
     def __len__(self) -> int:
         return len(self._source)
 
     def _normalise(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if not self.decode:
+            encoded = record[self.image_key]
+            if not isinstance(encoded, bytes):
+                raise ValueError(
+                    f"TFDS {self.name!r} feature {self.image_key!r} is not an encoded image; use decode=True"
+                )
+            return {"image": encoded_image(encoded), "label": np.int32(record[self.label_key])}
         image = np.asarray(record[self.image_key])
         if image.ndim == 2:
             image = image[..., None]
@@ -220,7 +240,7 @@ class TfdsSource:
         return [self._normalise(r) for r in self._source.__getitems__(indices)]
 
     def __repr__(self) -> str:
-        return f"TfdsSource(name={self.name!r}, split={self.split!r}, len={len(self)})"
+        return f"TfdsSource(name={self.name!r}, split={self.split!r}, len={len(self)}, decode={self.decode})"
 
 
 def tfds_source(
@@ -230,9 +250,13 @@ def tfds_source(
     *,
     image_key: str = "image",
     label_key: str = "label",
+    decode: bool = True,
 ) -> TfdsSource:
-    """Opens TFDS data set ``name`` (already prepared as ArrayRecord) at ``split``."""
-    return TfdsSource(name, split, data_dir, image_key=image_key, label_key=label_key)
+    """Opens TFDS data set ``name`` (already prepared as ArrayRecord) at ``split``.
+
+    ``decode=False``: records hold the encoded image bytes (see :class:`TfdsSource`).
+    """
+    return TfdsSource(name, split, data_dir, image_key=image_key, label_key=label_key, decode=decode)
 
 
 def npz_source(path: str | os.PathLike[str], split: str) -> ArraySource:
@@ -267,10 +291,11 @@ def _tfds_factory(
     data_dir: str | None = None,
     image_key: str = "image",
     label_key: str = "label",
+    decode: bool = True,
 ) -> TfdsSource:
     if not tfds_name:
         raise ValueError("source 'tfds' needs the option tfds_name (e.g. 'mnist')")
-    return tfds_source(tfds_name, split, data_dir, image_key=image_key, label_key=label_key)
+    return tfds_source(tfds_name, split, data_dir, image_key=image_key, label_key=label_key, decode=decode)
 
 
 def _npz_factory(split: str, *, path: str | None = None) -> ArraySource:
@@ -290,7 +315,7 @@ SOURCES: dict[str, Callable[..., ImageSource]] = {
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "mnist": (),
     "digits": (),
-    "tfds": ("tfds_name", "data_dir", "image_key", "label_key"),
+    "tfds": ("tfds_name", "data_dir", "image_key", "label_key", "decode"),
     "npz": ("path",),
 }
 
@@ -298,8 +323,8 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
 def get_source(name: str, split: str, **options: Any) -> ImageSource:
     """Builds source ``name`` for ``split``.
 
-    Options (``tfds_name``, ``data_dir``, ``path``, ``image_key``, ``label_key``)
-    that are ``None`` are ignored, so a trainer can forward one flat config to
+    Options (``tfds_name``, ``data_dir``, ``path``, ``image_key``, ``label_key``,
+    ``decode``) that are ``None`` are ignored, so a trainer can forward one flat config to
     every source; a non-``None`` option the source does not use is an error.
     """
     if name not in SOURCES:

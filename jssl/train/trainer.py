@@ -485,8 +485,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if is_chief and not save_config(config, os.path.join(workdir, "config.json")):
         log.warning("config.json does not load back exactly (non-JSON values?): `jssl eval` will need --config")
 
-    train_source = data.get_source(config.data.name, config.data.train_split, **source_options(config))
-    image_shape = tuple(train_source[0]["image"].shape)
+    # data.decode=False is passed as an option only when set: sources other than tfds reject it.
+    decode = None if config.data.get("decode", True) else False
+    train_source = data.get_source(config.data.name, config.data.train_split, **source_options(config), decode=decode)
+    image_shape = data.record_image_shape(train_source)
     # Mesh, model and step first: a bad mesh or batch size fails before data workers start.
     exp = build_experiment(config, image_shape=image_shape)
     log.info("mesh %s; %d devices; global batch %d", dict(exp.mesh.shape), jax.device_count(), config.global_batch_size)
@@ -500,6 +502,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         augment_on=exp.augment_on,
+        device_source_size=config.data.get("device_source_size", 0) or None,
     )
     train_iter = data.DevicePrefetch(
         train_iter, place=lambda batch: sharding.host_batch_to_global(batch, exp.mesh), size=config.data.device_prefetch

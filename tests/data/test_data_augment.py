@@ -181,3 +181,19 @@ def test_two_view_mnist_batch_is_fast() -> None:
         best = min(best, time.perf_counter() - start)
     # Generous bound: shared CI cores are noisy; typical is ~0.1 s.
     assert best < 0.6, best
+
+
+def test_parse_view_samples_without_an_image_like_the_composed_op() -> None:
+    spec = (
+        "resize_shorter(12)|center_crop(10)|random_resized_crop((6, 8))|hflip|color_jitter|grayscale"
+        "|gaussian_blur(p=1.0)|solarize(p=0.5)"
+    )
+    steps = A.parse_view(spec)
+    assert [s.name for s in steps][:3] == ["resize_shorter", "center_crop", "random_resized_crop"]
+    assert steps[2].size == (6, 8) and steps[0].size is None and A.parse_view(" ") == ()
+    op = A.parse_augment(spec)
+    for seed in range(5):
+        image = np.random.default_rng(seed).integers(0, 256, (14 + seed, 20, 3), dtype=np.uint8)
+        expected = op(image, np.random.default_rng(seed))
+        params = A.sample_view(steps, np.random.default_rng(seed), height=image.shape[0], width=image.shape[1])
+        np.testing.assert_array_equal(A.apply_view(image, steps, params), expected)
