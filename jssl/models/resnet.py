@@ -20,23 +20,29 @@ _CHANNEL_AXES = ("conv_out",)
 
 
 class Conv(nnx.Conv):
-    """`nnx.Conv` (square kernel, symmetric zero padding, NHWC) that computes maps smaller than its
-    kernel as one matrix product over the taps that touch the image.
+    """`nnx.Conv` (square kernel, symmetric zero padding, NHWC) that computes output maps smaller
+    than its kernel as one matrix product per output pixel over the taps that touch the image.
 
     Why: on CPU, XLA's algebraic simplifier rewrites a convolution whose kernel is larger than its
     input (a 3x3 conv on the 2x2 and 1x1 maps of a ResNet's last stages at 32 px) by swapping its
     operands, and that form ran at ~1 GFLOP/s: 3-4x the whole ResNet-18 step at 32 px
-    (benchmarks/RESULTS.md). One small matrix product per output pixel over the pixels it reads is
-    the same arithmetic without the padding, and leaves every other convolution to XLA as is.
+    (benchmarks/RESULTS.md). The strided 3x3 conv from a 4x4 to a 2x2 map is as bad the other
+    way: the input gradient, a dilated convolution on XLA's generic path, took 30 ms of that
+    step's backward. One small matrix product per output pixel over the pixels it reads is the
+    same arithmetic without the padding, and leaves every other convolution to XLA as is.
     Parameters and their names are `nnx.Conv`'s, so checkpoints and sharding rules are unchanged.
     """
 
     def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
         kh, kw = self.kernel_size
-        if inputs.ndim != 4 or (inputs.shape[1] >= kh and inputs.shape[2] >= kw):
+        if inputs.ndim != 4 or min(_out_size(inputs.shape[1], kh, self), _out_size(inputs.shape[2], kw, self)) >= kh:
             return super().__call__(inputs, out_sharding=out_sharding)
         return small_map_conv(inputs, self.kernel.get_value(), stride=self.strides[0], padding=self.padding[0][0],
                               dtype=self.dtype, precision=self.precision)
+
+
+def _out_size(size: int, kernel: int, conv: nnx.Conv) -> int:
+    return (size + 2 * conv.padding[0][0] - kernel) // conv.strides[0] + 1
 
 
 def small_map_conv(x: jax.Array, kernel: jax.Array, *, stride: int, padding: int, dtype=None,
@@ -51,17 +57,46 @@ def small_map_conv(x: jax.Array, kernel: jax.Array, *, stride: int, padding: int
     _, h, w, _ = x.shape
     out_h = (h + 2 * padding - k) // stride + 1
     out_w = (w + 2 * padding - k) // stride + 1
+    # The kernel as k*k tap slices through one split: the gradient of a split is one concatenate,
+    # where indexing `kernel[i, j]` per pixel gave each pixel a zero-padded full-kernel gradient
+    # to add up (14 ms of ResNet-18's 32 px backward on CPU).
+    pieces = jnp.split(kernel.reshape(k * k, *kernel.shape[2:]), k * k)
+    pixel = jnp.split(x.reshape(x.shape[0], h * w, x.shape[3]), h * w, axis=1)  # the same for the input
     rows = []
     for oh in range(out_h):
         row = []
         for ow in range(out_w):
             taps = [(i, j) for i in range(k) for j in range(k)
                     if 0 <= oh * stride + i - padding < h and 0 <= ow * stride + j - padding < w]
-            pixels = jnp.stack([x[:, oh * stride + i - padding, ow * stride + j - padding] for i, j in taps], 1)
-            weights = jnp.stack([kernel[i, j] for i, j in taps])  # [taps, C, O]
+            pixels = jnp.concatenate(
+                [pixel[(oh * stride + i - padding) * w + ow * stride + j - padding] for i, j in taps], 1
+            )  # [B, taps, C]
+            weights = jnp.concatenate([pieces[i * k + j] for i, j in taps])  # [taps, C, O]
             row.append(jnp.einsum("btc,tco->bo", pixels, weights, precision=precision))
         rows.append(jnp.stack(row, 1))
     return jnp.stack(rows, 1)  # [B, out_h, out_w, O]
+
+
+def _max3_stride2(x: jax.Array, axis: int) -> jax.Array:
+    """Max over windows of 3 with stride 2 and one -inf pad each side, along `axis`."""
+    n = x.shape[axis]
+    out = (n - 1) // 2 + 1
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 1)
+    padded = jnp.pad(x, pad, constant_values=-jnp.inf)
+    taps = [jax.lax.slice_in_dim(padded, i, i + 2 * (out - 1) + 1, 2, axis) for i in range(3)]
+    return jnp.maximum(jnp.maximum(taps[0], taps[1]), taps[2])
+
+
+def max_pool_3x3_stride2(x: jax.Array) -> jax.Array:
+    """The stem's 3x3 / 2 max pool (padding 1) of `x [B, H, W, C]`, as a max over rows then columns.
+
+    Equals `nnx.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))`. Why not that: its gradient is a
+    select-and-scatter, which XLA CPU runs as a variadic reduce-window over index arrays: 40 ms of
+    a 64-image 16 px map, against 5 ms for the gradient of these elementwise maxima (ties, which
+    the ReLU before the pool makes common at zero, get no gradient through the ReLU either way).
+    """
+    return _max3_stride2(_max3_stride2(x, 1), 2)
 
 
 def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *, dtype, rngs: nnx.Rngs) -> nnx.Conv:
@@ -206,7 +241,7 @@ class ResNet(nnx.Module):
     def __call__(self, images: jax.Array) -> jax.Array:
         x = nnx.relu(self.stem_bn(self.stem_conv(images)))
         if not self.small_image_stem:
-            x = nnx.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+            x = max_pool_3x3_stride2(x)
         for block in self.blocks:
             x = block(x)
         # Pool in float32: a bf16 mean over many positions loses precision.

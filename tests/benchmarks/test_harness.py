@@ -118,8 +118,9 @@ def test_table_and_json_output(tmp_path):
         "suite": "t", "commit": "abc", "date": "2026-11-23", "cpu_count": 2, "total_wall_s": 1.0,
         "steps": [{"name": "e", "step_median_s": 1.25, "examples_per_s": 25.6, "mfu": None, "xla_flops": 1.7e10}],
         "peers": [{"name": "p", "threads": 2, "jssl": {"step_median_s": 2.0}, "torch": {"step_median_s": 1.0},
-                   "aug_jssl": {"images_per_s": 30.0}, "aug_torch": {"images_per_s": 20.0},
-                   "step_ratio_jssl_over_torch": 2.0, "aug_ratio_jssl_over_torch": 1.5}],
+                   "step_ratio_jssl_over_torch": 2.0}],
+        "aug_rates": [{"name": "a", "impl": "jssl-device", "threads": 1, "decoder": "PIL", "images_per_s": 30.0,
+                       "images_per_s_per_core": 30.0, "ratio_over_lightly": 1.5}],
         "data": [{"name": "d", "rows": [{"workers": 0, "images_per_s": 100.0}], "on_device": "none"}],
     }
     text = report(out)
@@ -127,7 +128,10 @@ def test_table_and_json_output(tmp_path):
     header = next(l for l in lines if l.startswith("entry") and "step s (med)" in l)
     assert "ex/s/dev" in header and "MFU" in header
     assert "1.250" in text and "1.7e+10" in text and "n/a" in text
-    assert any(l.startswith("p ") and "2.000" in l and "1.500" in l for l in lines)
+    assert any(l.startswith("p ") and "2.000" in l for l in lines)
+    aug_header = next(l for l in lines if l.startswith("entry") and "vs lightly" in l)
+    assert "threads" in aug_header and "per core" in aug_header
+    assert any(l.startswith("a ") and "jssl-device" in l and "1.500" in l for l in lines)
     path = tmp_path / "r.json"
     harness.write_json(str(path), {**out, "table": text})
     assert json.loads(path.read_text())["steps"][0]["step_median_s"] == 1.25
@@ -136,6 +140,9 @@ def test_table_and_json_output(tmp_path):
 def test_suites_are_well_formed():
     suite = get_suite("cpu-smoke")
     assert suite.steps and suite.peers and suite.data and suite.flag_variants["default"] == ""
+    # The augmentation comparison names lightly and torchvision beside both jssl paths, one core each.
+    one_core = [a for a in suite.aug_rates if a.threads == 1]
+    assert one_core and {"jssl-host", "jssl-device", "lightly", "torchvision-v2"} <= set(one_core[0].impls)
     assert StepEntry.from_dict(suite.steps[0].to_dict()) == suite.steps[0]
     with pytest.raises(ValueError, match="unknown suite"):
         get_suite("nope")

@@ -68,3 +68,18 @@ def test_recount_replaces_an_undercounted_compiled_figure():
     assert abs(out["tflops_per_device"] - 120.0) < 1e-9 and abs(out["mfu"] - 0.12) < 1e-12
     assert abs(out["flops_agreement"] - 1.0) < 1e-12 and out["step_median_s"] == 0.05
     assert recount_row(row, None)["mfu"] == 0.002  # nothing to recount with: unchanged
+
+
+def test_aug_rate_runs_both_jssl_paths_through_the_worker(tmp_path):
+    # The side-by-side augmentation benchmark's jssl entries, tiny: each decodes JPEGs and makes two
+    # views, in a pinned worker process; an unknown implementation is a clear error.
+    runner = Runner(argparse.Namespace(peak_tflops=None, profile=None, worker_timeout=300,
+                                       partial_path=str(tmp_path / "p.jsonl")))
+    for impl in ("jssl-host", "jssl-device"):
+        spec = {"impl": impl, "resolution": 32, "images": 4, "batch": 2, "threads": 1}
+        res = runner.worker("aug-rate", spec, threads=1)
+        assert "error" not in res, res.get("traceback")
+        assert res["impl"] == impl and res["threads"] == 1 and res["images_per_s"] > 0
+        assert res["images_per_s_per_core"] == res["images_per_s"]
+    res = runner.worker("aug-rate", {"impl": "dali", "resolution": 32, "images": 2, "batch": 2, "threads": 1}, threads=1)
+    assert "unknown augmentation implementation 'dali'" in res["error"]

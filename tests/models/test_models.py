@@ -60,10 +60,13 @@ def test_unknown_model_lists_known_names():
         get_backbone("resnet7", rngs=nnx.Rngs(0))
 
 
-@pytest.mark.parametrize("size, kernel, stride", [(1, 3, 1), (2, 3, 1), (2, 3, 2), (1, 3, 2), (3, 7, 2), (2, 1, 1)])
+@pytest.mark.parametrize(
+    "size, kernel, stride", [(1, 3, 1), (2, 3, 1), (2, 3, 2), (1, 3, 2), (3, 7, 2), (2, 1, 1), (4, 3, 2), (3, 3, 2), (5, 3, 2)]
+)
 def test_small_map_conv_equals_the_xla_convolution_and_its_gradients(size, kernel, stride):
-    # Maps smaller than the kernel take the einsum path (CPU speed, see resnet.Conv); it must be the
-    # same function as the plain convolution, forward and backward.
+    # Output maps smaller than the kernel take the einsum path (CPU speed, see resnet.Conv); it must
+    # be the same function as the plain convolution, forward and backward (5 px, stride 2: a 3x3
+    # output, which stays a convolution, is the control).
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -111,4 +114,25 @@ def test_small_map_conv_leaves_no_convolution_whose_kernel_exceeds_its_input():
     shapes = [(e.invars[0].aval.shape[1:3], e.invars[1].aval.shape[:2]) for e in convs]
     assert len(convs) >= 10, shapes  # the stem and the larger maps' convolutions stay convolutions
     assert all(h >= kh and w >= kw for (h, w), (kh, kw) in shapes), shapes
+    # Nor one whose output is smaller than its kernel (the strided 4x4 -> 2x2 conv's input gradient).
+    outs = [(e.outvars[0].aval.shape[1:3], e.invars[1].aval.shape[:2]) for e in convs]
+    assert all(h >= kh and w >= kw for (h, w), (kh, kw) in outs), outs
     assert any(e.primitive.name == "dot_general" for e in all_eqns)  # the small maps' einsums
+
+
+@pytest.mark.parametrize("size", [16, 15, 7, 2, 1])
+def test_stem_max_pool_equals_nnx_max_pool_and_its_gradient(size):
+    from jssl.models.resnet import max_pool_3x3_stride2
+
+    x = jax.nn.relu(jax.random.normal(jax.random.PRNGKey(0), (2, size, size + 1, 3)))  # ReLU: ties at 0
+
+    def reference(x):
+        return nnx.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+    np.testing.assert_array_equal(max_pool_3x3_stride2(x), reference(x))
+    probe = jax.random.normal(jax.random.PRNGKey(1), reference(x).shape)
+    # Through the ReLU, as in the stem: its zero gradient at 0 makes tie-breaking immaterial.
+    y = jax.random.normal(jax.random.PRNGKey(0), x.shape)
+    g_ours = jax.grad(lambda y: jnp.sum(max_pool_3x3_stride2(jax.nn.relu(y)) * probe))(y)
+    g_ref = jax.grad(lambda y: jnp.sum(reference(jax.nn.relu(y)) * probe))(y)
+    np.testing.assert_allclose(g_ours, g_ref, rtol=1e-6, atol=1e-6)
