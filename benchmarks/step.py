@@ -78,10 +78,22 @@ def view_shapes(entry: StepEntry, augmentations: list[str], channels: int = 3) -
     return [views[f"view_{v}"].shape for v in range(len(augmentations))]
 
 
-def synthetic_batch(entry: StepEntry, augmentations: list[str], channels: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+def source_size(entry: StepEntry) -> int:
+    """Side of the source images the pipeline (and the device-augmentation step) starts from: a bit
+    larger than the crop, so random_resized_crop does real resampling."""
+    return int(entry.resolution * 1.15)
+
+
+def synthetic_batch(entry: StepEntry, augmentations: list[str], channels: int = 3, seed: int = 0,
+                    augment_on: str = "host") -> dict[str, np.ndarray]:
+    """Random uint8 views (host augmentation), or source images the step augments (`augment_on='device'`)."""
     rng = np.random.default_rng(seed)
-    shapes = view_shapes(entry, augmentations, channels)
-    batch = {f"view_{v}": rng.integers(0, 256, (entry.batch, *shape), dtype=np.uint8) for v, shape in enumerate(shapes)}
+    if augment_on == "device":
+        size = source_size(entry)
+        batch = {"image": rng.integers(0, 256, (entry.batch, size, size, channels), dtype=np.uint8)}
+    else:
+        shapes = view_shapes(entry, augmentations, channels)
+        batch = {f"view_{v}": rng.integers(0, 256, (entry.batch, *shape), dtype=np.uint8) for v, shape in enumerate(shapes)}
     batch["label"] = rng.integers(0, 10, (entry.batch,), dtype=np.int32)
     return batch
 
@@ -162,7 +174,7 @@ def run_step(entry: StepEntry, peak_override: float | None = None, *, profile_di
     num_devices = mesh.size
     exp = build_experiment(config, image_shape=image_shape, mesh=mesh)
     state = exp.init_state()
-    host = synthetic_batch(entry, exp.view_augmentations)
+    host = synthetic_batch(entry, exp.view_augmentations, augment_on=exp.augment_on)
     batch = sharding.host_batch_to_global(host, mesh)
     jax.block_until_ready((state, batch))
 
@@ -174,7 +186,7 @@ def run_step(entry: StepEntry, peak_override: float | None = None, *, profile_di
     xla_total = flops.xla_flops(lowered)
     xla_compiled_per_device = flops.xla_flops(compiled)
     xla_compiled = xla_compiled_per_device * num_devices if xla_compiled_per_device else None
-    analytic = _analytic(entry, config, image_shape, [tuple(host[f"view_{v}"].shape[1:]) for v in range(exp.num_views)])
+    analytic = _analytic(entry, config, image_shape, view_shapes(entry, exp.view_augmentations))
 
     holder = {"state": state}
 
@@ -189,7 +201,8 @@ def run_step(entry: StepEntry, peak_override: float | None = None, *, profile_di
     # ViT steps take the analytic count for MFU: on GPU the attention may run as a cuDNN
     # custom call whose FLOPs XLA's cost analysis need not count; the XLA/analytic column
     # shows whether it did. ResNet steps keep XLA's count (it matches, padding taps aside).
-    use_analytic = is_vit(entry.model) and np.isfinite(analytic["train_flops"])
+    # So do steps that augment on the device: XLA's count then includes the augmentation's FLOPs.
+    use_analytic = (is_vit(entry.model) or exp.augment_on == "device") and np.isfinite(analytic["train_flops"])
     per_device_flops = (analytic["train_flops"] if use_analytic or not xla_total else xla_total) / num_devices
     achieved = per_device_flops / median / 1e12
     peak = harness.peak_tflops(device.device_kind, entry.precision, peak_override)
@@ -252,23 +265,24 @@ def profile_trace(one_step, directory: str, *, steps: int) -> str:
 
 def run_end_to_end(entry: StepEntry, exp, compiled, holder, mesh) -> dict[str, Any]:
     """The same executable fed by `jssl.data.make_train_iterator` on random 3-channel images,
-    with the SimCLR augmentations at the entry's resolution: host time is now included."""
+    with the SimCLR augmentations at the entry's resolution (on the host, or in the step when the
+    entry augments on the device): host time is now included."""
     import jax
 
     from jssl import data, sharding
 
     rng = np.random.default_rng(1)
     n = max(2 * entry.batch, 64)
-    # Sources are a bit larger than the crop so random_resized_crop does real resampling.
-    size = int(entry.resolution * 1.15)
+    size = source_size(entry)
     source = data.ArraySource(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), rng.integers(0, 10, n))
     it = data.make_train_iterator(
         source,
         global_batch_size=entry.batch,
         num_views=exp.num_views,
-        augment=SIMCLR_AUGMENT.format(res=entry.resolution),
+        augment=exp.view_augmentations if exp.augment_on == "device" else SIMCLR_AUGMENT.format(res=entry.resolution),
         seed=0,
         num_workers=entry.e2e_workers,
+        augment_on=exp.augment_on,
     )
 
     def one_step():

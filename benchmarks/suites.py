@@ -153,7 +153,10 @@ def _cpu_smoke() -> Suite:
         name="cpu-smoke",
         description="CPU suite for a 2-core machine: under 10 minutes",
         # The tiny MAE is the ViT code path's smoke test (~1 min here); cpu-vit has the rest.
-        steps=[r18, TINY_MAE],
+        # The same step augmenting on the device: synthetic = source images already on the device
+        # (the step's time includes the augmentation), e2e = fed by the Grain pipeline.
+        steps=[r18, dataclasses.replace(r18, name="simclr-r18-32px-b32-devaug", overrides=(("data.augment_on", "device"),)),
+               TINY_MAE],
         data=[
             DataEntry(name="aug-mnist-28px", source="mnist", resolution=28,
                       augment="random_resized_crop(28, scale=(0.3, 1.0))|color_jitter|gaussian_blur", batch=64, batches=4, num_images=512),
