@@ -161,6 +161,10 @@ _SCRATCH = threading.local()
 # A view spec touches about ten (tag, shape, dtype) keys per input size; the
 # bound only keeps a stream of ever-new sizes from growing the cache forever.
 _SCRATCH_MAX = 64
+# Below this many elements fresh temporaries come from malloc's heap without
+# page faults, and skipping the buffer lookup (np.result_type, the cache) is
+# the faster path: MNIST-sized images.
+_SCRATCH_MIN_SIZE = 8192
 
 
 def _scratch(tag: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -186,7 +190,9 @@ def _scratch(tag: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 
 def _float_copy(tag: str, image: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-    """``image.astype(dtype)`` in the work buffer ``tag``."""
+    """``image.astype(dtype)`` in the work buffer ``tag`` (a fresh array for small images)."""
+    if image.size < _SCRATCH_MIN_SIZE:
+        return image.astype(dtype)
     x = _scratch(tag, image.shape, dtype)
     np.copyto(x, image, casting="unsafe")
     return x
@@ -199,8 +205,10 @@ def _into(ufunc: np.ufunc, a: np.ndarray, b: Any, tag: str) -> np.ndarray:
     Choosing the buffer by ``np.result_type`` keeps the ufunc loop, hence
     every value, that ``a * b`` / ``a + b`` would use (a float64 factor makes
     float64 arithmetic, a Python float keeps float32). ``b`` must broadcast to
-    ``a.shape``.
+    ``a.shape``. For small images, a fresh ``ufunc(a, b)``.
     """
+    if a.size < _SCRATCH_MIN_SIZE:
+        return ufunc(a, b)
     return ufunc(a, b, out=_scratch(tag, a.shape, np.result_type(a, b)))
 
 
