@@ -125,3 +125,32 @@ def test_default_rules_shard_resnets_by_fsdp_and_transformers_by_fsdp_and_tensor
     assert spec("embed", None, "heads", "kv") == P("fsdp", None, "tensor", None)
     assert spec("heads", "kv", "embed") == P("tensor", None, "fsdp")
     assert spec("embed", "mlp") == P("fsdp", "tensor") and spec("mlp", "embed") == P("tensor", "fsdp")
+
+
+def test_lars_equals_optax_lars_step_by_step():
+    # jssl's LARS only swaps optax's safe_norm (a masked second norm, materialized by XLA CPU) for
+    # plain norms; with min_norm=0 the updates must be optax's (up to the norms' float32 rounding)
+    # and the state tree the same, so checkpoints written with optax.lars restore. Includes a zero
+    # tensor (trust ratio 1) and masked-off leaves.
+    from jssl.train.optimizers import lars
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    params = {"w": jax.random.normal(keys[0], (3, 3, 8, 16)), "b": jnp.zeros((16,)), "z": jnp.zeros((4, 4)),
+              "v": jax.random.normal(keys[1], (16, 10))}
+    mask = {"w": True, "b": False, "z": True, "v": True}
+    kw = dict(weight_decay=1e-4, weight_decay_mask=mask, trust_ratio_mask=mask, momentum=0.9)
+    ours, theirs = lars(0.3, **kw), optax.lars(0.3, **kw)
+    s_ours, s_theirs = ours.init(params), theirs.init(params)
+    assert jax.tree.structure(s_ours) == jax.tree.structure(s_theirs)
+    p_ours = p_theirs = params
+    for step in range(3):
+        grads = jax.tree.map(lambda p, k=keys[2 + step % 2]: jax.random.normal(k, p.shape), params)
+        grads["z"] = jnp.zeros((4, 4))
+        u_ours, s_ours = jax.jit(ours.update)(grads, s_ours, p_ours)
+        u_theirs, s_theirs = jax.jit(theirs.update)(grads, s_theirs, p_theirs)
+        for a, b in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_theirs)):
+            # Elements that cancel in the momentum sum amplify rounding: compare at the tensor's scale.
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+        p_ours, p_theirs = optax.apply_updates(p_ours, u_ours), optax.apply_updates(p_theirs, u_theirs)
+    with pytest.raises(ValueError, match="params"):
+        ours.update(grads, s_ours)
