@@ -11,7 +11,6 @@ images normalised inside the step. Needs the `bench` extra (torch, torchvision, 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
