@@ -268,3 +268,14 @@ def test_augment_rejects_bad_inputs() -> None:
     with pytest.raises(ValueError, match="keys must be"):
         augment(jnp.zeros((3, 4, 4, 3), jnp.uint8), keys)
     assert D.parse_device_augment("")(jnp.zeros((2, 4, 4, 3), jnp.uint8), keys).shape == (2, 4, 4, 3)
+
+
+def test_example_keys_fold_the_view_before_the_index() -> None:
+    # The measured construction (see example_keys): the keys of one (step, view) are one split of
+    # the view's key, indexed by global position, so any sub-range of positions (a device's shard)
+    # gets the same keys as the whole batch.
+    view_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(7), 3), 1)
+    keys = D.example_keys(seed=7, step=3, example_index=np.arange(12), view=1)
+    np.testing.assert_array_equal(jax.random.key_data(keys), jax.random.key_data(jax.random.split(view_key, 12)))
+    part = D.example_keys(seed=7, step=3, example_index=np.arange(4, 8), view=1)
+    np.testing.assert_array_equal(jax.random.key_data(part), jax.random.key_data(keys[4:8]))
