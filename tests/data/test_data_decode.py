@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import pickle
 import sys
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,20 +12,9 @@ from PIL import Image, JpegImagePlugin
 
 from jssl import data
 from jssl.data.augment import CropBox, apply_view, parse_view, sample_view
+from tests.batch_helpers import assert_same, take
 
 SPEC = "random_resized_crop(16, scale=(0.5, 1.0))|hflip|color_jitter(0.4, 0.4, p=0.8)"
-
-
-def _take(it: Iterator, n: int) -> list[dict[str, np.ndarray]]:
-    return [next(it) for _ in range(n)]
-
-
-def _assert_same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys()
-        for key in x:
-            np.testing.assert_array_equal(x[key], y[key], err_msg=key)
 
 
 def _jpeg_source(tiny_jpegs, **options):
@@ -169,9 +157,9 @@ def test_encoded_png_pipeline_equals_decoded_pipeline(tiny_tfds) -> None:
         )
         spec = "random_resized_crop(6)|hflip|color_jitter|grayscale|gaussian_blur(p=1.0)|solarize(p=0.5)"
         it = data.make_train_iterator(source, global_batch_size=8, num_views=2, augment=spec, seed=1)
-        return _take(it, 4)
+        return take(it, 4)
 
-    _assert_same(batches(False), batches(True))
+    assert_same(batches(False), batches(True))
     assert "tensorflow" not in sys.modules
 
 
@@ -184,12 +172,12 @@ def test_encoded_jpeg_pipeline_shapes_and_workers(tiny_jpegs) -> None:
             source, global_batch_size=4, num_views=2, augment=crops, seed=5, num_workers=workers
         )
 
-    reference = _take(iterator(0), 5)
+    reference = take(iterator(0), 5)
     assert reference[0]["view_0"].shape == (4, 16, 16, 3) and reference[0]["view_1"].shape == (4, 8, 8, 3)
     assert reference[0]["view_0"].dtype == np.uint8 and reference[0]["label"].dtype == np.int32
     it = iterator(2)
     try:
-        _assert_same(_take(it, 5), reference)
+        assert_same(take(it, 5), reference)
     finally:
         it.close()
     assert "tensorflow" not in sys.modules
@@ -226,7 +214,7 @@ def test_device_source_size_on_variable_size_images(tiny_jpegs) -> None:
             augment_on="device",
             device_source_size=32,
         )
-        batches = _take(it, 4)
+        batches = take(it, 4)
         assert set(batches[0]) == {"image", "label"}
         assert batches[0]["image"].shape == (4, 32, 32, 3) and batches[0]["image"].dtype == np.uint8
 

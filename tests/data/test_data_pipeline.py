@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jssl import data
+from tests.batch_helpers import assert_same, take
 
 SPEC = "random_resized_crop(8, scale=(0.3, 1.0))|hflip|color_jitter(0.4, 0.4, p=0.8)|solarize(p=0.3)"
 
@@ -20,18 +20,6 @@ def _source(n: int = 30, size: int = 10) -> data.ArraySource:
     return data.ArraySource(images, np.arange(n))
 
 
-def _take(it: Iterator, n: int) -> list[dict[str, np.ndarray]]:
-    return [next(it) for _ in range(n)]
-
-
-def _assert_same(a: list[dict], b: list[dict]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys()
-        for key in x:
-            np.testing.assert_array_equal(x[key], y[key], err_msg=key)
-
-
 def _iterator(source=None, **overrides):
     kwargs = dict(global_batch_size=4, num_views=2, augment=SPEC, seed=3)
     kwargs.update(overrides)
@@ -39,7 +27,7 @@ def _iterator(source=None, **overrides):
 
 
 def test_batch_structure_and_epochs() -> None:
-    batches = _take(_iterator(), 16)  # 30 records / 4 = 7 batches per epoch
+    batches = take(_iterator(), 16)  # 30 records / 4 = 7 batches per epoch
     first = batches[0]
     assert set(first) == {"view_0", "view_1", "label"}
     assert first["view_0"].shape == (4, 8, 8, 1) and first["view_0"].dtype == np.uint8
@@ -53,9 +41,9 @@ def test_batch_structure_and_epochs() -> None:
 
 
 def test_same_seed_same_batches_other_seed_differs() -> None:
-    _assert_same(_take(_iterator(), 9), _take(_iterator(), 9))
-    other = _take(_iterator(seed=4), 1)[0]
-    assert not np.array_equal(other["view_0"], _take(_iterator(), 1)[0]["view_0"])
+    assert_same(take(_iterator(), 9), take(_iterator(), 9))
+    other = take(_iterator(seed=4), 1)[0]
+    assert not np.array_equal(other["view_0"], take(_iterator(), 1)[0]["view_0"])
 
 
 def test_views_are_a_function_of_seed_and_position() -> None:
@@ -64,14 +52,14 @@ def test_views_are_a_function_of_seed_and_position() -> None:
     constant = data.ArraySource(
         np.full((12, 10, 10, 1), 200, np.uint8) + np.arange(10, dtype=np.uint8)[None, None, :, None], np.zeros(12, int)
     )
-    batch = _take(_iterator(constant, augment="random_resized_crop(8)"), 1)[0]
+    batch = take(_iterator(constant, augment="random_resized_crop(8)"), 1)[0]
     assert len({v.tobytes() for v in batch["view_0"]}) > 1
-    again = _take(_iterator(constant, augment="random_resized_crop(8)"), 1)[0]
+    again = take(_iterator(constant, augment="random_resized_crop(8)"), 1)[0]
     np.testing.assert_array_equal(batch["view_0"], again["view_0"])
 
 
 def test_per_view_specs() -> None:
-    batch = _take(_iterator(num_views=3, augment=["resize(6)", "hflip(p=1.0)|resize(5)", ""]), 1)[0]
+    batch = take(_iterator(num_views=3, augment=["resize(6)", "hflip(p=1.0)|resize(5)", ""]), 1)[0]
     assert batch["view_0"].shape[1:3] == (6, 6)
     assert batch["view_1"].shape[1:3] == (5, 5)
     assert batch["view_2"].shape[1:3] == (10, 10)
@@ -86,7 +74,7 @@ def test_process_sharding_is_disjoint_and_complete() -> None:
     per_process = []
     for index in range(3):
         it = _iterator(source, global_batch_size=6, process_index=index, process_count=3)
-        batches = _take(it, 4)  # 8 records per shard, local batch 2: one epoch
+        batches = take(it, 4)  # 8 records per shard, local batch 2: one epoch
         assert batches[0]["label"].shape == (2,)
         per_process.append({int(x) for b in batches for x in b["label"]})
     assert all(len(s) == 8 for s in per_process)
@@ -108,45 +96,45 @@ def test_argument_errors() -> None:
 
 
 def test_state_restore_single_process() -> None:
-    reference = _take(_iterator(), 12)
+    reference = take(_iterator(), 12)
     it = _iterator()
-    _take(it, 5)
+    take(it, 5)
     state = it.get_state()
     assert json.loads(json.dumps(state)) == state  # small and JSON-serializable
     resumed = _iterator()
     resumed.set_state(state)
-    _assert_same(_take(resumed, 7), reference[5:12])
+    assert_same(take(resumed, 7), reference[5:12])
 
 
 def test_workers_match_in_process_and_restore_exactly() -> None:
-    reference = _take(_iterator(), 10)
+    reference = take(_iterator(), 10)
     it = _iterator(num_workers=2)
     try:
-        head = _take(it, 4)
-        _assert_same(head, reference[:4])  # 0 vs 2 workers: identical batches
+        head = take(it, 4)
+        assert_same(head, reference[:4])  # 0 vs 2 workers: identical batches
         state = it.get_state()
         assert len(json.dumps(state)) < 2000
-        _assert_same(_take(it, 6), reference[4:10])
+        assert_same(take(it, 6), reference[4:10])
     finally:
         it.close()
     resumed = _iterator(num_workers=2)
     try:
         resumed.set_state(json.loads(json.dumps(state)))
-        _assert_same(_take(resumed, 6), reference[4:10])
+        assert_same(take(resumed, 6), reference[4:10])
     finally:
         resumed.close()
 
 
 def test_orbax_checkpoint_manager_round_trip(tmp_path: Path) -> None:
     ocp = pytest.importorskip("orbax.checkpoint")
-    reference = _take(_iterator(), 8)
+    reference = take(_iterator(), 8)
     it = _iterator()
-    _take(it, 3)
+    take(it, 3)
     params = {"w": np.arange(4.0)}
     with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
         manager.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave(params), data=data.iterator_state_args(it)))
         manager.wait_until_finished()
-    _take(it, 2)  # moving on must not affect the saved state
+    take(it, 2)  # moving on must not affect the saved state
     fresh = _iterator()
     with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
         restored = manager.restore(
@@ -157,7 +145,7 @@ def test_orbax_checkpoint_manager_round_trip(tmp_path: Path) -> None:
         )
     assert restored["data"] is fresh
     np.testing.assert_array_equal(restored["state"]["w"], params["w"])
-    _assert_same(_take(fresh, 5), reference[3:8])
+    assert_same(take(fresh, 5), reference[3:8])
 
 
 def test_tfds_through_pipeline_without_tensorflow(tiny_tfds) -> None:
@@ -169,7 +157,7 @@ def test_tfds_through_pipeline_without_tensorflow(tiny_tfds) -> None:
         augment="random_resized_crop(6)|color_jitter|grayscale|gaussian_blur",
         seed=0,
     )
-    batches = _take(it, 4)  # 24 records: 3 batches per epoch, then epoch 2
+    batches = take(it, 4)  # 24 records: 3 batches per epoch, then epoch 2
     assert batches[0]["view_0"].shape == (8, 6, 6, 3) and batches[0]["view_1"].dtype == np.uint8
     assert sorted(np.concatenate([b["label"] for b in batches[:3]]).tolist()) == sorted(
         [i % tiny_tfds.num_classes for i in range(24)]
