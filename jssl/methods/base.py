@@ -21,7 +21,9 @@ asks a method exactly these things:
 
 Optionally, `pictures(images, rngs=, to_pixels=)`: named picture grids made from a fixed
 held-out batch (reconstructions, samples), which the trainer writes as PNGs and TensorBoard
-images at eval steps and at the end; default: none.
+images at eval steps and at the end; default: none. Optionally, `heldout_metrics(images,
+rngs=)`: per-example measures on the held-out split (negative ELBO, denoising loss at fixed
+noise levels), which the trainer averages over the split into `results.json`; default: none.
 """
 
 from __future__ import annotations
@@ -98,6 +100,19 @@ class Method(nnx.Module):
         (an empty dict, which the trainer detects without running anything).
         """
         del images, rngs, to_pixels
+        return {}
+
+    def heldout_metrics(self, images: jax.Array, *, rngs: nnx.Rngs) -> dict[str, jax.Array]:
+        """Per-example measures of held-out `images` (normalized, as the method sees them).
+
+        Returns `{name: [batch] float32}`, one value per example, so that the trainer can
+        average each exactly over the whole held-out split (dropping the padding of the last
+        chunk). The trainer reports the means as `heldout/<name>` at every eval, in TensorBoard
+        and in `results.json` (`ssl.heldout/<name>`). `rngs` depends only on the chunk's position
+        in the split, so the same weights always give the same numbers (fixed noise draws).
+        Default: none (an empty dict, detected by tracing, not running).
+        """
+        del images, rngs
         return {}
 
     @property

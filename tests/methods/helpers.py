@@ -17,6 +17,18 @@ TINY_QUEUE = 64  # a multiple of every test batch (8, 16, 32) and of MoCo v2's t
 TINY_VIT = dict(embed_dim=16, depth=1, num_heads=2, mlp_ratio=2.0)
 # ImageNet recipes with a ViT backbone: `configs/<name>.py`, beside each method's `<method>_imagenet.py`.
 VIT_RECIPES = ["dino_vit_imagenet", "moco_v3_vit_imagenet"]
+# Each method's large recipe beside its CPU one is `configs/<name>_imagenet.py` (the ResNet and
+# ViT papers' recipes) unless listed here: the generative methods' papers train on CIFAR-10
+# (DDPM) or only on small images (None: the MNIST recipe is the only one).
+LARGE_RECIPE_EXCEPTIONS: dict[str, str | None] = {"dae": None, "vae": None, "ddpm": "ddpm_cifar10"}
+
+
+def large_recipe(name: str) -> str | None:
+    """The method's large (GPU) recipe, e.g. 'simclr_imagenet', or None if it has none."""
+    return LARGE_RECIPE_EXCEPTIONS.get(name, f"{name}_imagenet")
+
+
+IMAGENET_METHODS = [n for n in METHOD_NAMES if large_recipe(n) == f"{n}_imagenet"]
 
 
 def config_path(name: str, kind: str = "mnist") -> str:
@@ -29,15 +41,17 @@ def tiny_overrides(config) -> dict[str, Any]:
     Widths are found by name (`*_dim`, prototype counts), depths by `*_depth`, head counts by
     `*_num_heads` and queues by `queue` in the name, so a new method's fields are shrunk without
     listing them here. ViT backbones stay ViTs (shrunk to one 16-wide block), others become a
-    quarter-width `resnet_mini`.
+    quarter-width `resnet_mini`; other backbones keep their smoke variant's size.
     """
     out: dict[str, Any] = {"eval.baselines": False, "eval.every_steps": 0}
     if config.model.name.startswith("vit"):
         # Keep the recipe's ViT (its patch size, position embeddings, pooling), one narrow block;
         # ViT configs list these kwargs, so command-line overrides reach them too.
         out.update({f"model.kwargs.{k}": v for k, v in TINY_VIT.items()})
-    else:
+    elif config.model.name.startswith("resnet"):
         out.update({"model.name": "resnet_mini", "model.kwargs.width_multiplier": 0.25})
+    # Other backbones (the generative methods' U-Net and convolutional autoencoders) keep what
+    # their config's `smoke` variant sets: it is already small.
     for key, value in config.method.items():
         if isinstance(value, bool) or not isinstance(value, int):
             continue

@@ -32,12 +32,14 @@ from jssl.methods.common import Teacher
 from jssl.train import train
 from jssl.train.trainer import view_augmentations
 from tests.methods.helpers import (
+    IMAGENET_METHODS,
     METHOD_NAMES,
     REPO,
     VIT_RECIPES,
     apply,
     as_cli,
     config_path,
+    large_recipe,
     run_steps,
     tiny_config,
     tiny_overrides,
@@ -145,20 +147,25 @@ def test_teachers_are_not_trained(name):
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
-def test_method_has_cpu_and_imagenet_recipes(name):
-    for kind in ("mnist", "imagenet"):
-        assert os.path.exists(config_path(name, kind)), f"{name} needs configs/{name}_{kind}.py"
+def test_method_has_cpu_and_large_recipes(name):
+    assert os.path.exists(config_path(name)), f"{name} needs configs/{name}_mnist.py"
     config = load_config(None, name=f"{name}_mnist")
     assert config.method.name == name and config.data.name == "mnist"
     assert load_config("smoke", name=f"{name}_mnist").total_steps < config.total_steps
-    imagenet = load_config(None, name=f"{name}_imagenet")
-    assert imagenet.method.name == name and imagenet.data.tfds_name == "imagenet2012"
-    # ResNet-50 for the ResNet papers' recipes; MAE's is a ViT-B/16.
-    assert imagenet.model.name in ("resnet50", "vit_b16") and imagenet.data.num_classes == 1000
+    recipe = large_recipe(name)
+    if recipe is None:
+        return
+    assert os.path.exists(os.path.join(REPO, "configs", f"{recipe}.py")), f"{name} needs configs/{recipe}.py"
+    large = load_config(None, name=recipe)
+    assert large.method.name == name
+    if recipe.endswith("_imagenet"):
+        assert large.data.tfds_name == "imagenet2012"
+        # ResNet-50 for the ResNet papers' recipes; MAE's is a ViT-B/16.
+        assert large.model.name in ("resnet50", "vit_b16") and large.data.num_classes == 1000
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", METHOD_NAMES)
+@pytest.mark.parametrize("name", IMAGENET_METHODS)
 def test_imagenet_recipe_runs_two_steps_on_tiny_imagenet(name, tiny_imagenet, tmp_path):
     _run_imagenet_recipe(f"{name}_imagenet", tiny_imagenet, tmp_path)
 
