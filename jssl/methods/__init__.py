@@ -12,6 +12,7 @@ from flax import nnx
 from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
 from jssl.methods.byol import BYOL
+from jssl.methods.ddpm import DDPM
 from jssl.methods.dino import DINO
 from jssl.methods.mae import MAE
 from jssl.methods.moco_v2 import MoCoV2
@@ -32,6 +33,7 @@ METHODS: dict[str, type[Method]] = {
     "swav": SwAV,
     "dino": DINO,
     "mae": MAE,
+    "ddpm": DDPM,
 }
 
 
@@ -51,6 +53,7 @@ __all__ = [
     "METHODS",
     "BYOL",
     "BarlowTwins",
+    "DDPM",
     "DINO",
     "MAE",
     "Method",

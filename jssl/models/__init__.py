@@ -1,7 +1,9 @@
 """Backbones and heads, found by variant name.
 
 `get_backbone('resnet18', in_channels=3, ...)` or `get_backbone('vit_s16', ...)` builds a
-backbone; unknown names raise a `ValueError` listing the known ones.
+backbone; unknown names raise a `ValueError` listing the known ones. Denoising networks, which
+map (image, timestep) to an image rather than to features, have their own registry:
+`get_unet('unet', ...)` (`UNETS`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from flax import nnx
 
 from jssl.models.heads import LinearClassifier, MLPHead
 from jssl.models.resnet import RESNETS, ResNet
+from jssl.models.unet import UNETS, UNet, get_unet
 from jssl.models.vit import VITS, VisionTransformer
 
 BACKBONES = {**RESNETS, **VITS}
@@ -24,4 +27,14 @@ def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
     return BACKBONES[name](rngs=rngs, **kwargs)
 
 
-__all__ = ["BACKBONES", "LinearClassifier", "MLPHead", "ResNet", "VisionTransformer", "get_backbone"]
+__all__ = [
+    "BACKBONES",
+    "UNETS",
+    "LinearClassifier",
+    "MLPHead",
+    "ResNet",
+    "UNet",
+    "VisionTransformer",
+    "get_backbone",
+    "get_unet",
+]

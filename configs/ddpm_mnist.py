@@ -1,0 +1,110 @@
+"""DDPM with a small U-Net on the embedded 5,000-image MNIST subset (CPU recipe).
+
+Data as every `configs/*_mnist.py` (4,000 train / 1,000 held out, no download), but scaled
+to [-1, 1] (mean 0.5, std 0.5) as diffusion models expect, and not augmented (one view, the
+image itself: digits are neither flipped nor cropped for generation).
+
+The paper's CIFAR-10 recipe (`configs/ddpm_cifar10.py`) scaled to a 2-core CPU:
+* U-Net 32 wide, `ch_mult=(1, 2, 2)` (28, 14, 7 px), one residual block per level, attention
+  at 7 px and in the middle block, no dropout (the paper's 0.1 is against over-fitting over
+  800k steps; this run is short); 0.95M parameters;
+* T = 1000, linear betas 1e-4..0.02, epsilon prediction, as the paper;
+* Adam (AdamW without decay) lr 1e-3 (the paper's 2e-4 is for 800k steps), 100 warm-up
+  steps then constant (`min_learning_rate_ratio=1`), gradient clipping at 1;
+* EMA 0.999 with the (1 + k) / (10 + k) warm-up (the paper's 0.9999 averages over 10k steps:
+  longer than this run);
+* DDIM sampling with 50 steps, eta 0, for the pictures.
+
+Evaluation: kNN / linear probe on the EMA U-Net's middle-block activations at t = 50
+(`method.represent_timestep`), the held-out denoising loss at t = 50, 250, 500, 750
+(`ssl.heldout/denoise_mse_t*` in results.json, when the trainer reports `heldout_metrics`),
+and pictures: `<workdir>/pictures/samples.png` (64 DDIM samples) and `denoising.png` (held-out
+digits; per t, the noised digit and the one-step x0 estimate). Fine-tuning is off: the U-Net
+is not a feature extractor (`DDPM.backbone`).
+
+Measured (2-core CPU shared with two other jobs, 2026-12-01): see the numbers at the end of
+this docstring, filled in from the runs.
+
+Launch:
+  jssl train --config configs/ddpm_mnist.py --workdir runs/ddpm_mnist
+  jssl train --config configs/ddpm_mnist.py:smoke --workdir /tmp/smoke     # seconds, CPU
+
+Variants (after the colon): `smoke` (a few steps, a tiny U-Net, for tests and CI).
+
+References:
+  Ho, Jain, Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020,
+  https://arxiv.org/abs/2006.11239; Song, Meng, Ermon, "Denoising Diffusion Implicit Models",
+  ICLR 2021 (the sampler).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jssl import config as common
+
+
+def ddpm_method(c: ml_collections.ConfigDict) -> None:
+    """Every `config.method` field of DDPM, at the paper's values (Ho et al. 2020, Sec. 4 and App. B)."""
+    m = c.method  # the base config's SimCLR fields stay, unused, as in every recipe
+    m.name = "ddpm"
+    m.schedule = "linear"  # or 'cosine' (Nichol & Dhariwal 2021)
+    m.num_timesteps = 1000
+    m.beta_start = 1e-4
+    m.beta_end = 0.02
+    m.prediction = "epsilon"  # or 'v' (Salimans & Ho 2022)
+    m.ema_decay = 0.9999
+    m.ema_warmup = False
+    m.sample_steps = 100  # DDIM steps for the pictures
+    m.eta = 0.0
+    m.clip_denoised = True
+    m.num_samples = 64
+    m.represent_timestep = 50
+    m.picture_timesteps = (50, 250, 500, 750)
+    m.heldout_timesteps = (50, 250, 500, 750)
+
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    config = common.base_config()
+    common.mnist(config)
+    config.data.mean = (0.5,)
+    config.data.std = (0.5,)
+    config.data.augment = ""  # the image itself
+    config.total_steps = 2000
+    config.global_batch_size = 128
+    config.model.name = "unet"
+    # Listed in full so that --config.model.kwargs.* overrides reach every field.
+    config.model.kwargs = ml_collections.ConfigDict(
+        dict(image_size=28, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), dropout=0.0)
+    )
+
+    ddpm_method(config)
+    config.method.ema_decay = 0.999
+    config.method.ema_warmup = True
+    config.method.sample_steps = 50
+
+    config.optimizer.name = "adamw"
+    config.optimizer.base_learning_rate = 1e-3
+    config.optimizer.lr_scaling_batch = 128  # lr = base_learning_rate at this recipe's batch
+    config.optimizer.weight_decay = 0.0
+    config.optimizer.b1 = 0.9
+    config.optimizer.b2 = 0.999
+    config.optimizer.warmup_steps = 100
+    config.optimizer.min_learning_rate_ratio = 1.0  # constant after the warm-up, as the paper
+    config.optimizer.grad_clip_norm = 1.0
+
+    config.eval.every_steps = 1000
+    config.checkpoint.every_steps = 250
+    config.finetune.enabled = False  # see DDPM.backbone
+
+    if variant == "smoke":
+        common.make_smoke(config)
+        config.model.kwargs = ml_collections.ConfigDict(
+            dict(image_size=28, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(14,), dropout=0.1)
+        )
+        config.method.sample_steps = 4
+        config.method.num_samples = 4
+        config.eval.num_pictures = 4
+    elif variant:
+        raise ValueError(f"unknown variant {variant!r} of ddpm_mnist; known: 'smoke'")
+    return config
