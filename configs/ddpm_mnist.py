@@ -70,12 +70,12 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.data.mean = (0.5,)
     config.data.std = (0.5,)
     config.data.augment = ""  # the image itself
-    config.total_steps = 2000
-    config.global_batch_size = 128
+    config.total_steps = 900
+    config.global_batch_size = 64
     config.model.name = "unet"
     # Listed in full so that --config.model.kwargs.* overrides reach every field.
     config.model.kwargs = ml_collections.ConfigDict(
-        dict(image_size=28, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), dropout=0.0)
+        dict(image_size=28, ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), dropout=0.0)
     )
 
     ddpm_method(config)
@@ -84,8 +84,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.method.sample_steps = 50
 
     config.optimizer.name = "adamw"
-    config.optimizer.base_learning_rate = 1e-3
-    config.optimizer.lr_scaling_batch = 128  # lr = base_learning_rate at this recipe's batch
+    config.optimizer.base_learning_rate = 2e-3
+    config.optimizer.lr_scaling_batch = 64  # lr = base_learning_rate at this recipe's batch
     config.optimizer.weight_decay = 0.0
     config.optimizer.b1 = 0.9
     config.optimizer.b2 = 0.999
@@ -93,8 +93,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.min_learning_rate_ratio = 1.0  # constant after the warm-up, as the paper
     config.optimizer.grad_clip_norm = 1.0
 
-    config.eval.every_steps = 1000
-    config.checkpoint.every_steps = 250
+    config.eval.every_steps = 300
+    config.checkpoint.every_steps = 150
     config.finetune.enabled = False  # see DDPM.backbone
 
     if variant == "smoke":

@@ -109,6 +109,13 @@ def _bcast(v: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.reshape(v, v.shape + (1,) * (x.ndim - v.ndim))
 
 
+def q_sample(x0: jax.Array, t: jax.Array | int, eps: jax.Array, alphas_cumprod: jax.Array) -> jax.Array:
+    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps (Ho et al. Eq. 4); `t` an int or `[b]`."""
+    a = jnp.asarray(alphas_cumprod, jnp.float32)[jnp.asarray(t)]
+    a = _bcast(a, x0) if a.ndim else a
+    return jnp.sqrt(a) * x0.astype(jnp.float32) + jnp.sqrt(1.0 - a) * eps
+
+
 def predict_x0_eps(
     output: jax.Array, x_t: jax.Array, abar_t: jax.Array, prediction: str
 ) -> tuple[jax.Array, jax.Array]:
@@ -319,9 +326,8 @@ class DDPM(Method):
         common.ema_update(self.ema_unet, self.unet, self.ema_decay_at(step))
 
     def represent(self, images: jax.Array) -> jax.Array:
-        ab_t = self.alphas_cumprod()[self.represent_timestep]
         noise = jax.random.normal(jax.random.PRNGKey(REPRESENT_SEED), images.shape[1:], jnp.float32)
-        x_t = jnp.sqrt(ab_t) * images.astype(jnp.float32) + jnp.sqrt(1.0 - ab_t) * noise[None]
+        x_t = q_sample(images, self.represent_timestep, noise[None], self.alphas_cumprod())
         t = jnp.full((images.shape[0],), self.represent_timestep, jnp.int32)
         _, features = self.ema_unet(x_t, t, return_features=True)
         return features
@@ -371,7 +377,7 @@ class DDPM(Method):
         rows = [to_pixels(x0)]
         for i, t in enumerate(self.picture_timesteps):
             eps = jax.random.normal(jax.random.fold_in(key_noise, i), x0.shape, jnp.float32)
-            x_t = jnp.sqrt(ab[t]) * x0 + jnp.sqrt(1.0 - ab[t]) * eps
+            x_t = q_sample(x0, t, eps, ab)
             output = self.ema_unet(x_t, jnp.full((x0.shape[0],), t, jnp.int32))
             x0_hat, _ = predict_x0_eps(output, x_t, ab[t], self.prediction)
             rows += [to_pixels(x_t), to_pixels(x0_hat)]
@@ -386,7 +392,7 @@ class DDPM(Method):
         out = {}
         for i, t in enumerate(self.heldout_timesteps):
             eps = jax.random.normal(jax.random.fold_in(key, i), x0.shape, jnp.float32)
-            x_t = jnp.sqrt(ab[t]) * x0 + jnp.sqrt(1.0 - ab[t]) * eps
+            x_t = q_sample(x0, t, eps, ab)
             output = self.ema_unet(x_t, jnp.full((x0.shape[0],), t, jnp.int32))
             target = regression_target(x0, eps, ab[t], self.prediction)
             out[f"denoise_mse_t{t}"] = jnp.mean(jnp.square(output - target), axis=tuple(range(1, x0.ndim)))

@@ -6,7 +6,7 @@ A PixelCNN++ / Wide-ResNet-style U-Net, as the reference code `diffusion_tf/mode
   Dense(4 ch) - SiLU - Dense(4 ch), added (after SiLU and a per-block Dense) inside every
   residual block;
 * residual blocks GroupNorm - SiLU - conv3x3 (+ timestep) - GroupNorm - SiLU - dropout - conv3x3,
-  with a 1x1 shortcut where the width changes; 32 groups (fewer where a block is narrower);
+  with a 1x1 shortcut where the width changes; 32 groups (gcd(32, width) where 32 does not divide it);
 * `len(ch_mult)` resolution levels, `num_res_blocks` blocks each on the way down and
   `num_res_blocks + 1` on the way up (each up block concatenates one skip activation), a
   stride-2 conv to go down and nearest-neighbour x2 + conv3x3 to go up;
@@ -84,9 +84,9 @@ def _dense(cin: int, cout: int, *, dtype, rngs) -> nnx.Linear:
 
 
 def _group_norm(channels: int, num_groups: int, *, rngs) -> nnx.GroupNorm:
-    groups = min(num_groups, channels)
-    if channels % groups:
-        raise ValueError(f"unet: {channels} channels cannot be split into {groups} GroupNorm groups")
+    # The reference's 32 groups where they divide the width; narrow models (and the up path's
+    # concatenations, e.g. 32 + 16 = 48 channels) get the largest common divisor instead.
+    groups = math.gcd(num_groups, channels)
     # float32 statistics whatever the compute dtype: the reference normalizes in float32.
     return nnx.GroupNorm(
         channels,
