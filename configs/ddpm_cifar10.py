@@ -66,7 +66,14 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.dtype = "bfloat16"
     # Listed in full so that --config.model.kwargs.* overrides reach every field.
     config.model.kwargs = ml_collections.ConfigDict(
-        dict(image_size=32, ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1)
+        {
+            "image_size": 32,
+            "ch": 128,
+            "ch_mult": (1, 2, 2, 2),
+            "num_res_blocks": 2,
+            "attn_resolutions": (16,),
+            "dropout": 0.1,
+        }
     )
 
     m = config.method  # the base config's SimCLR fields stay, unused, as in every recipe
@@ -106,7 +113,14 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         common.make_smoke(config)
         config.model.dtype = "float32"
         config.model.kwargs = ml_collections.ConfigDict(
-            dict(image_size=32, ch=16, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,), dropout=0.1)
+            {
+                "image_size": 32,
+                "ch": 16,
+                "ch_mult": (1, 2, 2, 2),
+                "num_res_blocks": 1,
+                "attn_resolutions": (16,),
+                "dropout": 0.1,
+            }
         )
         config.data.num_workers = 0
         config.method.sample_steps = 4

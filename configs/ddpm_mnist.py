@@ -75,7 +75,14 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.name = "unet"
     # Listed in full so that --config.model.kwargs.* overrides reach every field.
     config.model.kwargs = ml_collections.ConfigDict(
-        dict(image_size=28, ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), dropout=0.0)
+        {
+            "image_size": 28,
+            "ch": 16,
+            "ch_mult": (1, 2, 2),
+            "num_res_blocks": 1,
+            "attn_resolutions": (7,),
+            "dropout": 0.0,
+        }
     )
 
     ddpm_method(config)
@@ -100,7 +107,14 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     if variant == "smoke":
         common.make_smoke(config)
         config.model.kwargs = ml_collections.ConfigDict(
-            dict(image_size=28, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(14,), dropout=0.1)
+            {
+                "image_size": 28,
+                "ch": 8,
+                "ch_mult": (1, 2),
+                "num_res_blocks": 1,
+                "attn_resolutions": (14,),
+                "dropout": 0.1,
+            }
         )
         config.method.sample_steps = 4
         config.method.num_samples = 4

@@ -8,6 +8,8 @@ trained, SIGKILL resume) live in `test_all_methods.py`.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,7 +70,9 @@ def test_corruption_is_the_closed_form_given_the_noise():
     ab = jnp.asarray(make_alphas_cumprod("linear", 1000), jnp.float32)
     x_t, t, eps = losses.ddpm_corrupt(x0, rng=jax.random.PRNGKey(3), alphas_cumprod=ab)
     a = np.asarray(ab)[np.asarray(t)][:, None, None, None]
-    np.testing.assert_allclose(x_t, np.sqrt(a) * np.asarray(x0) + np.sqrt(1 - a) * np.asarray(eps), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        x_t, np.sqrt(a) * np.asarray(x0) + np.sqrt(1 - a) * np.asarray(eps), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(q_sample(x0, t, eps, ab), x_t, rtol=1e-6, atol=1e-6)
     assert len(set(np.asarray(t).tolist())) > 1  # t is drawn per example
 
@@ -137,10 +141,11 @@ def test_ddim_eta0_given_the_true_noise_recovers_x0(prediction, steps):
     ab = jnp.asarray(make_alphas_cumprod("linear", 50), jnp.float32)
     x0, eps = _images(3, 4), _images(3, 5)
     x_T = q_sample(x0, 49, eps, ab)
-    true_eps = lambda x, t: regression_target(x0, eps, ab[t], prediction)  # noqa: E731: the fixed true noise
+    true_eps = lambda x, t: regression_target(x0, eps, ab[t], prediction)
     timesteps = ddim_timesteps(50, steps)
-    out = ddim_sample(true_eps, x_T, alphas_cumprod=ab, timesteps=timesteps, key=jax.random.PRNGKey(0),
-                      prediction=prediction)
+    out = ddim_sample(
+        true_eps, x_T, alphas_cumprod=ab, timesteps=timesteps, key=jax.random.PRNGKey(0), prediction=prediction
+    )
     np.testing.assert_allclose(out, x0, atol=1e-4)
 
 
@@ -152,7 +157,7 @@ def test_ancestral_sampling_with_an_oracle_recovers_x0_and_equals_ddim_eta1():
     out = ddpm_sample(_oracle(x0, ab, "epsilon"), x_T, alphas_cumprod=ab, key=key)
     np.testing.assert_allclose(out, x0, atol=1e-4)
     # DDIM with eta = 1 on all T steps is ancestral sampling (Song et al. Sec. 4.1), draw for draw.
-    model = lambda x, t: 0.3 * x + 0.01 * t[:, None, None, None]  # noqa: E731: any network
+    model = lambda x, t: 0.3 * x + 0.01 * t[:, None, None, None]
     a = ddpm_sample(model, x_T, alphas_cumprod=ab, key=key)
     b = ddim_sample(model, x_T, alphas_cumprod=ab, timesteps=ddim_timesteps(20, 20), key=key, eta=1.0)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -193,6 +198,7 @@ def test_sampling_runs_under_one_jit_and_stays_in_range():
 def test_ema_weights_follow_their_formula(warmup):
     method = _method(**{"method.ema_decay": 0.9, "method.ema_warmup": warmup})
     ema = [np.asarray(v) for v in jax.tree.leaves(nnx.state(method.ema_unet, Teacher))]
+    after_step = nnx.jit(lambda m, k: m.after_step(k))  # one compile, not op-by-op dispatch
     keys = jax.random.split(jax.random.PRNGKey(0), 4)
     for k in range(4):
         # A fake optimizer step: the online weights move, then the post-step update.
@@ -200,7 +206,7 @@ def test_ema_weights_follow_their_formula(warmup):
         leaves, treedef = jax.tree.flatten(state)
         moved = [x + jax.random.normal(jax.random.fold_in(keys[k], i), x.shape) for i, x in enumerate(leaves)]
         nnx.update(method.unet, jax.tree.unflatten(treedef, moved))
-        method.after_step(jnp.int32(k))
+        after_step(method, jnp.int32(k))
         d = min(0.9, (1 + k) / (10 + k)) if warmup else 0.9
         assert float(ema_decay_at(k, 0.9, warmup)) == pytest.approx(d)
         ema = [d * e + (1 - d) * np.asarray(m) for e, m in zip(ema, moved)]
@@ -216,7 +222,7 @@ def test_ema_weights_follow_their_formula(warmup):
 def test_pictures_shapes_and_range():
     method = _method(**{"method.num_samples": 6, "method.picture_timesteps": (10, 500)})
     images = _images(3)
-    pics = method.pictures(images, rngs=nnx.Rngs(0), to_pixels=lambda x: x * 0.5 + 0.5)
+    pics = nnx.jit(lambda m, x: m.pictures(x, rngs=nnx.Rngs(0), to_pixels=lambda y: y * 0.5 + 0.5))(method, images)
     assert pics["samples"].shape == (2, 3, *IMAGE_SHAPE)  # 6 samples, as square as 6 allows
     assert pics["denoising"].shape == (5, 3, *IMAGE_SHAPE)  # originals, then (noised, x0 estimate) per t
     for value in pics.values():
@@ -242,10 +248,11 @@ def test_heldout_denoising_loss_is_per_example_and_exact_at_init():
 def test_representation_is_deterministic_and_independent_of_the_batch():
     method = _method()
     images = _images(4)
-    f = method.represent(images)
+    represent = nnx.jit(lambda m, x: m.represent(x))
+    f = represent(method, images)
     assert f.shape == (4, method.feature_dim)
-    np.testing.assert_allclose(method.represent(images[2:3])[0], f[2], rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(method.represent(images), f)
+    np.testing.assert_allclose(represent(method, images[2:3])[0], f[2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(represent(method, images), f)
     with pytest.raises(NotImplementedError, match="fine-tuning is not supported"):
         method.backbone()
 
@@ -294,7 +301,7 @@ class JsslTinyCifar10(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     code_path = None  # no checksums directory for a builder defined in a test (see tests/methods/conftest.py)
-    SPLITS = {"train": 32, "test": 16}
+    SPLITS: ClassVar[dict[str, int]] = {"train": 32, "test": 16}
 
     def _info(self) -> tfds.core.DatasetInfo:
         features = {

@@ -14,8 +14,8 @@ from flax import nnx
 from jssl.models import UNETS, get_unet
 from jssl.models.unet import UNet, level_resolutions, timestep_embedding
 
-CIFAR = dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1)
-TINY = dict(ch=8, ch_mult=(1, 2), num_res_blocks=1, dropout=0.0)
+CIFAR = {"ch": 128, "ch_mult": (1, 2, 2, 2), "num_res_blocks": 2, "attn_resolutions": (16,), "dropout": 0.1}
+TINY = {"ch": 8, "ch_mult": (1, 2), "num_res_blocks": 1, "dropout": 0.0}
 
 
 def _count(module) -> int:
@@ -44,8 +44,16 @@ def test_cifar10_unet_has_the_papers_35_7m_parameters():
     "size, ch_mult, attn", [(28, (1, 2, 2), (7,)), (32, (1, 2, 2), (16,)), (64, (1, 2, 2, 2), (16, 8))]
 )
 def test_shapes_and_zero_output_at_init(size, ch_mult, attn):
-    unet = UNet(in_channels=3, image_size=size, ch=16, ch_mult=ch_mult, num_res_blocks=1, attn_resolutions=attn,
-                dropout=0.0, rngs=nnx.Rngs(0))
+    unet = UNet(
+        in_channels=3,
+        image_size=size,
+        ch=16,
+        ch_mult=ch_mult,
+        num_res_blocks=1,
+        attn_resolutions=attn,
+        dropout=0.0,
+        rngs=nnx.Rngs(0),
+    )
     x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size, 3))
     out, features = unet(x, jnp.array([0, 999]), return_features=True)
     assert out.shape == x.shape and out.dtype == jnp.float32
@@ -94,9 +102,7 @@ def test_group_norm_groups_divide_every_width():
 
 
 def test_parameters_carry_logical_axis_names():
-    unet = nnx.eval_shape(
-        lambda: UNet(in_channels=1, image_size=16, attn_resolutions=(8,), rngs=nnx.Rngs(0), **TINY)
-    )
+    unet = nnx.eval_shape(lambda: UNet(in_channels=1, image_size=16, attn_resolutions=(8,), rngs=nnx.Rngs(0), **TINY))
     names = {
         jax.tree_util.keystr(path): p.get_metadata().get("out_sharding")
         for path, p in jax.tree_util.tree_leaves_with_path(
