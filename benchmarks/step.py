@@ -40,8 +40,9 @@ def entry_config(entry: StepEntry, channels: int = 3):
             import ml_collections
 
             c.model.kwargs = ml_collections.ConfigDict()
-    else:
+    elif entry.model.startswith("resnet"):
         c.model.kwargs.small_image_stem = entry.small_image_stem
+    # Other models (the DDPM U-Net) keep their recipe's kwargs; overrides set the rest.
     c.model.name = entry.model
     c.model.dtype = entry.precision
     c.global_batch_size = entry.batch

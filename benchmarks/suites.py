@@ -146,6 +146,34 @@ CPU_FLAG_VARIANTS = {
 }
 
 
+# ================================================================================================
+# DDPM: the U-Net of configs/ddpm_cifar10.py (35.7M parameters at 32 px, Ho et al. 2020)
+# ================================================================================================
+
+def ddpm_entry(resolution: int, batch: int, *, precision: str = "bfloat16", ch: int = 128, steps: int = 20,
+               warmup: int = 3, name: str = "") -> StepEntry:
+    """The DDPM CIFAR-10 recipe's train step (U-Net, EMA update, one view) on `resolution` px images.
+
+    At 64 px the same U-Net gets one more halving (64, 32, 16, 8 px; attention still at 16 px),
+    as the paper's 64 px-and-up models keep attention at 16x16. `ch` narrows it (CPU entries).
+    Images/s per device is the table's `views_per_s_per_device` (one view per image); MFU comes
+    from XLA's count of the lowered step (no analytic U-Net count: `flops.py` models ResNets).
+    """
+    width = "" if ch == 128 else f"-ch{ch}"
+    return StepEntry(
+        name=name or f"ddpm-unet{width}-{resolution}px-b{batch}-{'bf16' if precision == 'bfloat16' else 'fp32'}",
+        method="ddpm", recipe="ddpm_cifar10", model="unet", resolution=resolution, batch=batch,
+        precision=precision, steps=steps, warmup=warmup, limit_devices=True,
+        overrides=(("model.kwargs.image_size", resolution), ("model.kwargs.ch", ch)))
+
+
+# One GPU each (limit_devices): the paper's batch 128 at 32 px; 64 px images cost ~4x, batch 64.
+GPU_DDPM_STEPS = (ddpm_entry(32, 128), ddpm_entry(64, 64))
+# The same step narrowed to 32 channels (1/16 of the FLOPs), small batches: ~1 min on 2 cores.
+CPU_DDPM_STEPS = (ddpm_entry(32, 8, precision="float32", ch=32, steps=3, warmup=1),
+                  ddpm_entry(64, 2, precision="float32", ch=32, steps=3, warmup=1))
+
+
 def _cpu_smoke() -> Suite:
     # threads=2 so the step table, the flag study's default and the peer's jssl side are one run.
     r18 = StepEntry(name="simclr-r18-32px-b32", resolution=32, batch=32, steps=4, e2e_steps=3, threads=2)
@@ -156,7 +184,7 @@ def _cpu_smoke() -> Suite:
         # The same step augmenting on the device: synthetic = source images already on the device
         # (the step's time includes the augmentation), e2e = fed by the Grain pipeline.
         steps=[r18, dataclasses.replace(r18, name="simclr-r18-32px-b32-devaug", overrides=(("data.augment_on", "device"),)),
-               TINY_MAE],
+               TINY_MAE, *CPU_DDPM_STEPS],
         data=[
             DataEntry(name="aug-mnist-28px", source="mnist", resolution=28,
                       augment="random_resized_crop(28, scale=(0.3, 1.0))|color_jitter|gaussian_blur", batch=64, batches=4, num_images=512),
@@ -173,7 +201,8 @@ def _cpu_smoke() -> Suite:
         flag_study_entry=r18,
         scaling_devices=(1, 2, 4, 8),
         scaling_entry=StepEntry(name="scale-mini-32px", model="resnet_mini", resolution=32, batch=16, steps=5, warmup=2),
-        flop_checks=[StepEntry(name="flops-r50-224px", model="resnet50", resolution=224, batch=8)],
+        flop_checks=[StepEntry(name="flops-r50-224px", model="resnet50", resolution=224, batch=8),
+                     *(dataclasses.replace(e, name=f"flops-{e.name}", batch=8) for e in GPU_DDPM_STEPS)],
         # ResNet-18 at 224 px's stage-2 entry conv (strided: its input grad is lhs-dilated), 8 images.
         conv_micro=[dict(batch=8, size=56, cin=64, cout=128, kernel=3, stride=2)],
     )
@@ -210,6 +239,7 @@ def _gpu() -> Suite:
             StepEntry(name="simclr-r50-224px-b128-fp32", model="resnet50", resolution=224, batch=128, steps=20, warmup=3),
             StepEntry(name="simclr-r18-32px-b512-bf16", resolution=32, batch=512, small_image_stem=True,
                       precision="bfloat16", steps=20, warmup=3),
+            *GPU_DDPM_STEPS,
         ],
         flop_checks=[StepEntry(name="flops-r50-224px", model="resnet50", resolution=224, batch=8)],
     )
