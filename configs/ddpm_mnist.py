@@ -86,6 +86,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     )
 
     ddpm_method(config)
+    # v rather than epsilon: the short run's x0 estimates at high noise are not amplified by
+    # 1 / sqrt(abar_t) (see the docstring: half the epsilon samples had gray or white backgrounds).
+    config.method.prediction = "v"
     config.method.ema_decay = 0.999
     config.method.ema_warmup = True
     config.method.sample_steps = 50

@@ -8,6 +8,7 @@ trained, SIGKILL resume) live in `test_all_methods.py`.
 
 from __future__ import annotations
 
+import io
 from typing import ClassVar
 
 import jax
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
+from PIL import Image
 
 from jssl import losses
 from jssl.methods import DDPM, build_method
@@ -305,7 +307,7 @@ class JsslTinyCifar10(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         features = {
-            "image": tfds.features.Image(shape=(32, 32, 3)),
+            "image": tfds.features.Image(shape=(32, 32, 3), encoding_format="png"),
             "label": tfds.features.ClassLabel(num_classes=10),
             "id": tfds.features.Text(),
         }
@@ -318,8 +320,10 @@ class JsslTinyCifar10(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str):
         for i in range(self.SPLITS[split]):
             rng = np.random.default_rng([len(split), i])
-            image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            yield i, {"image": image, "label": int(rng.integers(0, 10)), "id": f"{split}_{i}"}
+            # Encoded here (PNG, as cifar10 stores): TFDS would need TensorFlow to encode arrays.
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, format="PNG")
+            yield i, {"image": buffer.getvalue(), "label": int(rng.integers(0, 10)), "id": f"{split}_{i}"}
 
 
 @pytest.mark.slow
