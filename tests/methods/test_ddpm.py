@@ -232,17 +232,21 @@ def test_pictures_shapes_and_range():
     np.testing.assert_allclose(pics["denoising"][0], np.clip(images * 0.5 + 0.5, 0, 1), atol=1e-6)
 
 
-def test_heldout_denoising_loss_is_per_example_and_exact_at_init():
-    method = _method(**{"method.heldout_timesteps": (50, 500)})
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_heldout_denoising_loss_is_per_example_and_exact_at_init(prediction):
+    method = _method(**{"method.heldout_timesteps": (50, 500), "method.prediction": prediction})
     images = _images(5)
     out = method.heldout_metrics(images, rngs=nnx.Rngs(3))
     assert sorted(out) == ["denoise_mse_t50", "denoise_mse_t500"]
     key = nnx.Rngs(3).default()
-    for i, name in enumerate(["denoise_mse_t50", "denoise_mse_t500"]):
+    ab = method.alphas_cumprod()
+    for i, (t, name) in enumerate([(50, "denoise_mse_t50"), (500, "denoise_mse_t500")]):
         assert out[name].shape == (5,) and out[name].dtype == jnp.float32
-        # The untrained network outputs 0 (zero-initialized last conv), so the loss is E[eps^2].
+        # The untrained network outputs 0 (zero-initialized last conv): the loss is the target's
+        # mean square, E[eps^2] or E[v^2] with v = sqrt(abar) eps - sqrt(1 - abar) x0.
         eps = jax.random.normal(jax.random.fold_in(key, i), images.shape)
-        np.testing.assert_allclose(out[name], jnp.mean(eps**2, axis=(1, 2, 3)), rtol=1e-5)
+        target = regression_target(images, eps, ab[t], prediction)
+        np.testing.assert_allclose(out[name], jnp.mean(target**2, axis=(1, 2, 3)), rtol=1e-5)
     again = method.heldout_metrics(images, rngs=nnx.Rngs(3))
     np.testing.assert_array_equal(out["denoise_mse_t50"], again["denoise_mse_t50"])
 
