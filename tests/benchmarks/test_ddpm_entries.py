@@ -1,7 +1,7 @@
 """DDPM benchmark entries (`gpu`, `cpu-smoke`): the CIFAR-10 recipe's U-Net step at 32 and 64 px.
 
 The full-size entries are only lowered here (their FLOPs); the CPU entries' narrow U-Net runs
-one step at a tiny batch.
+one step at a tiny batch (both `slow`: a trace or compile of a U-Net each).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def test_entry_config_is_the_recipe_unet_at_the_entry_size(entry):
     assert view_shapes(entry, view_augmentations(config)) == [(entry.resolution, entry.resolution, 3)]
 
 
+@pytest.mark.slow  # tracing the 35.7M-parameter step twice: ~1 min on 2 shared cores
 def test_full_size_flops_grow_with_the_image():
     """XLA's count of the lowered full-size step (batch 2): 64 px costs ~4x 32 px per image."""
     small, large = (count_flops(dataclasses.replace(e, batch=2)) for e in GPU_DDPM_STEPS)
@@ -42,6 +43,7 @@ def test_full_size_flops_grow_with_the_image():
     assert 3.5 < large["xla_flops_per_image_view"] / small["xla_flops_per_image_view"] < 4.5
 
 
+@pytest.mark.slow  # a compile each: ~1 min on 2 shared cores
 @pytest.mark.parametrize("entry", CPU_DDPM_STEPS, ids=lambda e: e.name)
 def test_cpu_entry_runs_one_step(entry):
     result = run_step(dataclasses.replace(entry, batch=2, warmup=0, steps=1))

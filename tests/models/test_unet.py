@@ -26,8 +26,9 @@ def _perturbed(module, seed: int = 1, scale: float = 0.1):
     """`module` with every parameter random: the zero-initialized layers hide everything else."""
     state = nnx.state(module, nnx.Param)
     leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-    new = [scale * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+    # numpy draws: one jax.random call per parameter shape would compile a kernel for each.
+    rng = np.random.default_rng(seed)
+    new = [jnp.asarray(scale * rng.standard_normal(x.shape), x.dtype) for x in leaves]
     nnx.update(module, jax.tree.unflatten(treedef, new))
     return module
 
