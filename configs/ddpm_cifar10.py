@@ -43,8 +43,6 @@ import ml_collections
 
 from jssl import config as common
 
-CIFAR10_TRAIN_IMAGES = 50_000
-
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()

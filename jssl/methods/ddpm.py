@@ -41,7 +41,7 @@ Fine-tuning (`backbone()`): not supported; a U-Net maps (image, t) to an image, 
 features, and `jssl eval` fine-tunes a `get_backbone` classifier. The recipes set
 `finetune.enabled = False`; `backbone()` raises a `NotImplementedError` saying so.
 
-Pictures: `samples` (DDIM from the EMA weights, `num_samples` images in a square-ish grid)
+Generation (`generate`, the trainer's Fréchet evaluation) and pictures: `samples` (DDIM from the EMA weights, `num_samples` images in a square-ish grid)
 and `denoising` (the held-out images; then, for each of `picture_timesteps`, the noised image
 and the EMA network's one-step x0 estimate). Held-out measures: `denoise_mse_t<t>` for each of
 `heldout_timesteps`: the per-example training objective (MSE against eps or v) of the EMA
@@ -363,6 +363,10 @@ class DDPM(Method):
         if sampler == "ddpm":
             return ddpm_sample(self._ema_fn(), x_T, **common_args)
         raise ValueError(f"unknown sampler {sampler!r}; known: ['ddim', 'ddpm']")
+
+    def generate(self, num: int, *, rngs: nnx.Rngs) -> jax.Array:
+        """`num` DDIM samples from the EMA weights (normalized units): what the Fréchet evaluation scores."""
+        return self.sample(num, key=rngs.default())
 
     def pictures(
         self, images: jax.Array, *, rngs: nnx.Rngs, to_pixels: Callable[[jax.Array], jax.Array]
