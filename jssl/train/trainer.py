@@ -8,6 +8,7 @@ method-specific lives here.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -120,6 +121,9 @@ class Experiment:
     # jit'd (params, buffers, uint8 images) -> {name: [rows, cols, h, w, c] in [0, 1]}: the
     # method's `pictures` of a fixed held-out batch, always with the same random key.
     pictures: Any
+    # jit'd (params, buffers, uint8 images, key) -> {name: [batch]}: the method's per-example
+    # `heldout_metrics` (negative ELBO, denoising loss at fixed noise levels); may be empty.
+    heldout: Any
     num_views: int
     view_augmentations: list[str]  # one augmentation spec per view, in view order
     # 'host': batches hold the views ('view_0', ...); 'device': the source images ('image'),
@@ -299,6 +303,18 @@ def build_experiment(
     jitted_pictures = jax.jit(
         pictures, in_shardings=(shardings.params, shardings.buffers, replicated), out_shardings=replicated
     )
+    def heldout(params, buffers, images, key):
+        model = nnx.merge(graphdef, params, buffers, copy=True)
+        model.eval()
+        with activation_sharding(activations):
+            out = model.method.heldout_metrics(normalize(images, mean, std, dtype), rngs=nnx.Rngs(key))
+        return {name: value.astype(jnp.float32) for name, value in out.items()}
+
+    jitted_heldout = jax.jit(
+        heldout,
+        in_shardings=(shardings.params, shardings.buffers, batch_sharding, replicated),
+        out_shardings=batch_sharding,
+    )
     return Experiment(
         config=config,
         mesh=mesh,
@@ -309,6 +325,7 @@ def build_experiment(
         train_step=jitted_step,
         represent=jitted_represent,
         pictures=jitted_pictures,
+        heldout=jitted_heldout,
         num_views=num_views,
         view_augmentations=augmentations,
         augment_on="host" if on_device is None else "device",
@@ -370,7 +387,31 @@ def evaluate(
     )
     results = _feature_evals(c, train_features, test_features, eval_data, offline_probe=offline_probe)
     results["online_probe"] = float(np.mean(test_logits.argmax(-1) == eval_data["test_labels"]))
+    results.update(heldout_metrics(exp, state, eval_data["test_images"]))
     return results
+
+
+def heldout_metrics(exp: Experiment, state: TrainState, images: np.ndarray) -> dict[str, float]:
+    """`{'heldout/<name>': mean over images}` of the method's per-example `heldout_metrics`.
+
+    Chunk i draws its noise from `fold_in(key, i)`, so the same weights give the same numbers
+    at every eval and on every mesh. Empty (nothing run) when the method defines none.
+    """
+    c = exp.config
+    ways = sharding.batch_size_per_shard(exp.mesh)
+    base_key = jax.random.PRNGKey(c.seed + 3)
+    abstract_images = jax.ShapeDtypeStruct((ways * jax.process_count(), *images.shape[1:]), jnp.uint8)
+    names = sorted(jax.eval_shape(exp.heldout, state.params, state.buffers, abstract_images, base_key))
+    if not names or len(images) == 0:
+        return {}
+    chunks = itertools.count()
+
+    def fn(x):
+        out = exp.heldout(state.params, state.buffers, x, jax.random.fold_in(base_key, next(chunks)))
+        return [out[name] for name in names]
+
+    values = map_in_chunks(images, fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
+    return {f"heldout/{name}": float(np.mean(v, dtype=np.float64)) for name, v in zip(names, values)}
 
 
 def _feature_evals(config, train_features, test_features, eval_data, *, offline_probe: bool) -> dict[str, float]:
