@@ -5,7 +5,7 @@ to [0, 1] (`data.mean = (0.,)`, `data.std = (1.,)`) for the cross-entropy loss, 
 example without augmentation (`identity`): the corruption is the DAE's only "augmentation".
 
 Recipe (Vincent et al. 2008/2010, with a convolutional encoder and decoder):
-* `conv_ae_small` as the VAE recipe: two stride-2 stages (32, 64 channels, one GroupNorm
+* `conv_ae_small` as the VAE recipe: two stride-2 stages (16, 32 channels, one GroupNorm
   residual block each) to a 32-dim code, mirrored decoder;
 * masking noise: 25% of each image's pixels set to black (Vincent et al. 2010's best MNIST
   level); `--config.method.noise=gaussian --config.method.sigma=0.3` for Gaussian noise;
@@ -46,7 +46,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.name = "conv_ae_small"
     # Listed in full so that --config.model.kwargs.* overrides reach every field.
     config.model.kwargs = ml_collections.ConfigDict(
-        {"image_size": 28, "widths": (32, 64), "blocks_per_stage": 1, "latent_dim": 32, "norm": "group", "groups": 8}
+        {"image_size": 28, "widths": (16, 32), "blocks_per_stage": 1, "latent_dim": 32, "norm": "group", "groups": 8}
     )
 
     config.method.name = "dae"
@@ -65,6 +65,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
 
     if variant == "smoke":
         common.make_smoke(config)
+        # The test helpers keep non-ResNet/ViT backbones at their smoke size: make it small.
+        config.model.kwargs.widths = (8, 16)
+        config.model.kwargs.latent_dim = 16
     elif variant:
         raise ValueError(f"unknown variant {variant!r} of dae_mnist; known: 'smoke'")
     return config

@@ -6,7 +6,7 @@ one view per example without augmentation (`identity`): a VAE models the images 
 
 Recipe (Kingma & Welling 2014, with a convolutional encoder and decoder):
 * `conv_ae_small`: 3x3 stem, two stages of a stride-2 conv + one GroupNorm residual block
-  (32 and 64 channels: 28 -> 14 -> 7), flattened into a 32-dim posterior mean (and a
+  (16 and 32 channels: 28 -> 14 -> 7), flattened into a 32-dim posterior mean (and a
   log-variance head); the decoder mirrors it (nearest 2x upsampling + conv);
 * Bernoulli likelihood on gray levels, beta = 1, no free bits;
 * Adam(W) lr 1e-3 at batch 128 (base 2e-3 per 256), no weight decay, 50 warm-up steps, cosine.
@@ -45,7 +45,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.name = "conv_ae_small"
     # Listed in full so that --config.model.kwargs.* overrides reach every field.
     config.model.kwargs = ml_collections.ConfigDict(
-        {"image_size": 28, "widths": (32, 64), "blocks_per_stage": 1, "latent_dim": 32, "norm": "group", "groups": 8}
+        {"image_size": 28, "widths": (16, 32), "blocks_per_stage": 1, "latent_dim": 32, "norm": "group", "groups": 8}
     )
 
     config.method.name = "vae"
@@ -63,6 +63,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
 
     if variant == "smoke":
         common.make_smoke(config)
+        # The test helpers keep non-ResNet/ViT backbones at their smoke size: make it small.
+        config.model.kwargs.widths = (8, 16)
+        config.model.kwargs.latent_dim = 16
     elif variant:
         raise ValueError(f"unknown variant {variant!r} of vae_mnist; known: 'smoke'")
     return config

@@ -157,7 +157,7 @@ class ConvEncoder(nnx.Module):
         *,
         in_channels: int,
         image_size: int | Sequence[int] = 28,
-        widths: Sequence[int] = (32, 64),
+        widths: Sequence[int] = (16, 32),
         blocks_per_stage: int = 1,
         latent_dim: int = 32,
         norm: str = "group",
@@ -304,6 +304,6 @@ def _variant(**defaults: Any) -> Callable[..., ConvEncoder]:
 # Variant name -> encoder constructor (defaults; `model.kwargs` override any field). The decoder
 # is always `mirror_decoder(encoder)`, so one name fixes both halves.
 AUTOENCODERS: dict[str, Callable[..., ConvEncoder]] = {
-    "conv_ae_small": _variant(widths=(32, 64), blocks_per_stage=1, latent_dim=32),
-    "conv_ae_tiny": _variant(widths=(8, 16), blocks_per_stage=1, latent_dim=8),
+    "conv_ae_small": _variant(widths=(16, 32), blocks_per_stage=1, latent_dim=32),
+    "conv_ae_tiny": _variant(widths=(8, 16), blocks_per_stage=1, latent_dim=16),
 }
