@@ -59,6 +59,10 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 # Picture sizes: a 4 x 8 grid of prior samples; interpolations in 8 steps between image pairs.
 SAMPLE_ROWS, SAMPLE_COLS = 4, 8
 INTERPOLATION_STEPS = 8
+# Posterior log-variances are clipped to this range, as the latent-diffusion autoencoder's
+# `DiagonalGaussianDistribution` (Rombach et al. 2022) does: exp(log_var) stays finite after a
+# bad step (the generic tests take plain SGD steps at lr 1) and real posteriors lie far inside.
+LOG_VAR_RANGE = (-30.0, 20.0)
 
 
 def reparameterize(mean: jax.Array, log_var: jax.Array, key: jax.Array) -> jax.Array:
@@ -118,7 +122,7 @@ class VAE(Method):
         """`(mean, log_var)`, each `[b, latent_dim]` float32, of q(z|x)."""
         hidden = self.encoder.trunk(images)
         mean = self.encoder.head(hidden).astype(jnp.float32)
-        return mean, self.log_var_head(hidden).astype(jnp.float32)
+        return mean, jnp.clip(self.log_var_head(hidden).astype(jnp.float32), *LOG_VAR_RANGE)
 
     def likelihood_mean(self, output: jax.Array) -> jax.Array:
         """Decoder output -> the mean of p(x|z), in the normalized units of the input."""
