@@ -13,6 +13,11 @@ Recipe (Kingma & Welling 2014, with a convolutional encoder and decoder):
 
 Measured (2-core CPU shared with two other jobs, 2026-12-01; held-out 1,000 images; held-out
 metrics from the final checkpoint, one posterior sample per image):
+  * this config (latent 32, 1,200 steps = 38 epochs; `python -m jssl.cli train --config
+    configs/vae_mnist.py --workdir /tmp/vae_run`): kNN 0.959, linear probe 0.885, online probe
+    0.886 (evals: kNN 0.956 at 400, 0.959 at 800); held-out negative ELBO 118.3 nats = 0.218
+    bits per dim (KL 30.0, reconstruction 88.3), training 115.0; 7 min 45 s wall, median 2.5
+    steps/s, with a test run beside it;
   * latent 32, 1,500 steps (48 epochs), 4 steps/s while alone: kNN 0.958, linear probe 0.881,
     online probe 0.889 (evals: kNN 0.956 at 500, 0.960 at 1,000) against a random-init encoder's
     0.841 / 0.722 and raw pixels' 0.944 / 0.884; held-out negative ELBO 115.7 nats (0.213 bits
@@ -20,7 +25,7 @@ metrics from the final checkpoint, one posterior sample per image):
     with a test suite running beside it;
   * latent 16, 1,200 steps: kNN 0.945, linear 0.876, held-out 115.4 nats (KL 25.0); its prior
     samples looked no better, so the recipe keeps 32.
-Pictures at the end of the 1,500-step run: reconstructions of the 8 held-out digits are sharp
+Pictures at the end of both latent-32 runs (nearly identical): reconstructions of the 8 held-out digits are sharp
 and right (3 0 6 7 8 2 7 1); interpolations morph smoothly (3 -> 0, 6 -> 7, 8 -> 2, 7 -> 1);
 of the 32 prior samples about half are clear digits (4s, 9s, 2s, a 3), the rest digit-like
 strokes, as expected of a plain VAE with a 32-dim latent on 4,000 images.
