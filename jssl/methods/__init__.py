@@ -12,6 +12,7 @@ from flax import nnx
 from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
 from jssl.methods.byol import BYOL
+from jssl.methods.dae import DAE
 from jssl.methods.dino import DINO
 from jssl.methods.mae import MAE
 from jssl.methods.moco_v2 import MoCoV2
@@ -19,6 +20,7 @@ from jssl.methods.moco_v3 import MoCoV3
 from jssl.methods.simclr import SimCLR
 from jssl.methods.simsiam import SimSiam
 from jssl.methods.swav import SwAV
+from jssl.methods.vae import VAE
 from jssl.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
@@ -32,6 +34,8 @@ METHODS: dict[str, type[Method]] = {
     "swav": SwAV,
     "dino": DINO,
     "mae": MAE,
+    "dae": DAE,
+    "vae": VAE,
 }
 
 
@@ -51,6 +55,7 @@ __all__ = [
     "METHODS",
     "BYOL",
     "BarlowTwins",
+    "DAE",
     "DINO",
     "MAE",
     "Method",
@@ -60,6 +65,7 @@ __all__ = [
     "SimCLR",
     "SimSiam",
     "SwAV",
+    "VAE",
     "VICReg",
     "build_method",
     "get_method_class",
