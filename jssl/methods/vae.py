@@ -169,6 +169,10 @@ class VAE(Method):
             out["interpolation"] = draw(z).reshape(pairs, INTERPOLATION_STEPS, h, w, c)
         return out
 
+    def generate(self, num: int, *, rngs: nnx.Rngs) -> jax.Array:
+        """`num` samples: the means of p(x|z) for z ~ N(0, I) (normalized units), as the pictures draw them."""
+        return self.likelihood_mean(self.decoder(jax.random.normal(rngs.default(), (num, self.latent_dim))))
+
     def heldout_metrics(self, images: jax.Array, *, rngs: nnx.Rngs) -> dict[str, jax.Array]:
         """Per-example `neg_elbo_nats`, `bits_per_dim`, `kl_nats`, `reconstruction_nats` ([b] float32).
 

@@ -188,6 +188,15 @@ def test_vae_pictures_shapes_and_range():
     assert "interpolation" not in method.pictures(_pixels(1), rngs=nnx.Rngs(0), to_pixels=lambda y: y)
 
 
+def test_vae_generate_draws_the_prior_samples_of_the_pictures():
+    method = _method("vae")
+    samples = method.generate(SAMPLE_ROWS * SAMPLE_COLS, rngs=nnx.Rngs(3))
+    grid = method.pictures(_pixels(2), rngs=nnx.Rngs(3), to_pixels=lambda y: y)["samples"]
+    assert samples.shape == (SAMPLE_ROWS * SAMPLE_COLS, *IMAGE_SHAPE)
+    np.testing.assert_allclose(np.asarray(samples), np.asarray(grid).reshape(samples.shape), atol=1e-6)
+    assert type(method).is_generative()
+
+
 # ==================================================================================================
 # DAE method
 # ==================================================================================================
@@ -355,10 +364,21 @@ def test_encoder_options_and_registry_errors():
 
 
 def test_vae_smoke_run_writes_its_pictures(tmp_path):
-    config = tiny_config("vae", **{"total_steps": 2, "checkpoint.every_steps": 2, "eval.num_pictures": 4})
+    config = tiny_config(
+        "vae", **{"total_steps": 2, "checkpoint.every_steps": 2, "eval.num_pictures": 4, "eval.baselines": True}
+    )
     config.data.max_eval_examples = 64
     workdir = str(tmp_path / "run")
-    train(config, workdir)
+    results = train(config, workdir)
+    # The trainer averages heldout_metrics over the held-out split, for the run and its random init.
+    for key in ("ssl", "random_init"):
+        measures = {k: v for k, v in results[key].items() if k.startswith("heldout/")}
+        assert set(measures) == {
+            f"heldout/{n}" for n in ("neg_elbo_nats", "bits_per_dim", "kl_nats", "reconstruction_nats")
+        }
+        np.testing.assert_allclose(
+            measures["heldout/bits_per_dim"], measures["heldout/neg_elbo_nats"] / (784 * math.log(2)), rtol=1e-5
+        )
     names = sorted(os.listdir(os.path.join(workdir, "pictures")))
     assert names == sorted(
         f"{n}{s}.png" for n in ("interpolation", "reconstruction", "samples") for s in ("", "_step2")
