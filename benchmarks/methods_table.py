@@ -35,8 +35,11 @@ def recipes() -> list[str]:
     return sorted(names, key=lambda n: (n != "simclr", n))
 
 
-def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool) -> dict:
-    """Trains one recipe (unless `workdir` already holds a finished run) and returns its row."""
+def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool, extra: tuple[str, ...] = ()) -> dict:
+    """Trains one recipe (unless `workdir` already holds a finished run) and returns its row.
+
+    `extra`: more `--config.*` arguments (the Fréchet encoder of generative methods).
+    """
     results_path = os.path.join(workdir, "results.json")
     timing_path = os.path.join(workdir, "wall_time.json")
     if rerun or not (os.path.exists(results_path) and os.path.exists(timing_path)):
@@ -48,6 +51,7 @@ def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool) -> 
         ]
         if total_steps:
             command.append(f"--config.total_steps={total_steps}")
+        command.extend(extra)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)}
         print(f"[{method}] {' '.join(command[2:])}", flush=True)
         start = time.perf_counter()
@@ -109,6 +113,45 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def generative_markdown(rows: list[dict]) -> str:
+    """The generative methods' own table: held-out measures and the Fréchet distance of samples."""
+    lines = [
+        "| method | steps x batch | held-out measures (random init) | Fréchet: samples / training images | wall |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ssl, rnd = r["ssl"], r["random_init"]
+        measures = sorted(k for k in ssl if k.startswith("heldout/"))
+        if not measures:
+            continue
+        cells = []
+        for k in measures:
+            base = f" ({rnd[k]:.4g})" if isinstance(rnd.get(k), float) else ""
+            cells.append(f"{k[len('heldout/'):]} {ssl[k]:.4g}{base}")
+        if "frechet_distance" in ssl:
+            frechet = f"{ssl['frechet_distance']:.3g} / {ssl['frechet_reference_train_vs_heldout']:.3g}"
+        else:
+            frechet = "-"
+        minutes, seconds = divmod(round(r["wall_s"]), 60)
+        lines.append(
+            f"| {r['method']} | {r['steps']} x {r['batch']} | {'; '.join(cells)} | {frechet} "
+            f"| {minutes} min {seconds:02d} s |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def frechet_arguments(method: str, root: str) -> tuple[str, ...]:
+    """`--config.eval.frechet_encoder=<the SimCLR run>` for generative methods, once SimCLR has run."""
+    from jssl.methods import get_method_class  # jax-heavy: only when a row is made
+
+    encoder = os.path.join(root, "simclr")
+    if method != "simclr" and get_method_class(method).is_generative() and os.path.exists(
+        os.path.join(encoder, "results.json")
+    ):
+        return (f"--config.eval.frechet_encoder={encoder}",)
+    return ()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="*", default=None, help="method names (default: every *_mnist.py)")
@@ -129,9 +172,15 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
     }
-    new_rows = [{**run_one(n, os.path.join(args.root, tag, n), args.total_steps, args.rerun), **stamp} for n in names]
+    root = os.path.join(args.root, tag)
+    new_rows = []
+    for n in names:  # SimCLR first: its run is the generative methods' Fréchet encoder
+        row = run_one(n, os.path.join(root, n), args.total_steps, args.rerun, frechet_arguments(n, root))
+        new_rows.append({**row, **stamp})
     payload = merge_rows(out, new_rows, stamp)
     print(payload["table"])
+    if payload["generative_table"]:
+        print("\n" + payload["generative_table"])
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(payload, f, indent=2)
@@ -152,7 +201,7 @@ def merge_rows(path: str, new_rows: list[dict], stamp: dict) -> dict:
     rows = [fresh.pop(r["method"], r) for r in rows] + list(fresh.values())
     order = {name: i for i, name in enumerate(recipes())}
     rows.sort(key=lambda r: order.get(r["method"], len(order)))
-    return {**stamp, "rows": rows, "table": markdown(rows)}
+    return {**stamp, "rows": rows, "table": markdown(rows), "generative_table": generative_markdown(rows)}
 
 
 if __name__ == "__main__":

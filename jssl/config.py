@@ -122,6 +122,12 @@ def base_config() -> ml_collections.ConfigDict:
     # Held-out images a method with pictures (MAE reconstructions, samples) draws at each eval
     # and at the end, into <workdir>/pictures/ and TensorBoard (0: none).
     c.eval.num_pictures = 8
+    # Generative methods: workdir of a finished jssl SSL run on the same data (e.g. the SimCLR
+    # MNIST recipe's); at the end, `eval.frechet_samples` generated images and as many held-out
+    # images are compared by a Fréchet distance in that run's representation (not Inception's:
+    # labelled so in results.json). Empty: off.
+    c.eval.frechet_encoder = ""
+    c.eval.frechet_samples = 1000
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every_steps = 100

@@ -30,6 +30,7 @@ from jssl.losses.generative import ddpm
 from jssl.losses.generative import ddpm_corrupt
 from jssl.losses.generative import linear_beta_schedule
 from jssl.losses.generative import vae_elbo
+from jssl.losses.generative import vae_terms
 from jssl.losses.language import masked_lm
 from jssl.losses.language import next_token
 from jssl.losses.reconstruction import denoising
@@ -65,6 +66,7 @@ __all__ = [
     "update_center",
     "update_queue",
     "vae_elbo",
+    "vae_terms",
     "vicreg",
     "wav2vec2",
 ]

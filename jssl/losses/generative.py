@@ -19,37 +19,20 @@ from jssl.losses import _checks
 Metrics = dict[str, jax.Array]
 
 
-def vae_elbo(
+def vae_terms(
     reconstruction: jax.Array,
     x: jax.Array,
     mean: jax.Array,
     log_var: jax.Array,
     *,
-    beta: float = 1.0,
     likelihood: str = "bernoulli",
-) -> tuple[jax.Array, Metrics]:
-    """Negative ELBO of a VAE with a diagonal-Gaussian posterior and N(0, I) prior.
+) -> tuple[jax.Array, jax.Array]:
+    """Per-example `(nll [batch], kl [batch, latent])` of a VAE, in nats: the two ELBO terms.
 
-    `loss = E_b[ -log p(x|z) + beta * KL(q(z|x) || N(0, I)) ]`, the log-likelihood summed
-    over the data dims and the KL (closed form
-    `-0.5 * sum(1 + log_var - mean^2 - exp(log_var))`) over the latent dims, averaged over
-    the batch. `beta = 1` is the VAE; `beta > 1` is beta-VAE.
-
-    Args:
-      reconstruction: [batch, ...] decoder output for one sample z ~ q(z|x): logits for
-        'bernoulli', the mean for 'gaussian' (unit variance).
-      x: [batch, ...] data, same shape ([0, 1] values for 'bernoulli').
-      mean: [batch, latent] posterior means.
-      log_var: [batch, latent] posterior log-variances.
-      beta: KL weight, 1 for the VAE (beta-VAE uses e.g. 4).
-      likelihood: 'bernoulli' or 'gaussian'.
-
-    Returns:
-      `(loss, metrics)` with `reconstruction` (mean NLL) and `kl` (mean KL).
-
-    References:
-      Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014, Eq. (10) and App. B;
-      Higgins et al., "beta-VAE", ICLR 2017, Eq. (4).
+    `nll = -log p(x|z)` summed over the data dims (see `vae_elbo` for the likelihoods);
+    `kl[b, j] = KL(N(mean, exp(log_var)) || N(0, 1))` of latent dim j, in closed form
+    `0.5 * (mean^2 + exp(log_var) - 1 - log_var)`. `vae_elbo` reduces these; held-out
+    likelihood measures need them per example.
     """
     fn = "vae_elbo"
     _checks.check_array(fn, "reconstruction", reconstruction)
@@ -58,7 +41,6 @@ def vae_elbo(
     _checks.check_array(fn, "mean", mean, ndim=2)
     _checks.check_array(fn, "log_var", log_var, ndim=2)
     _checks.check_same_shape(fn, mean=mean, log_var=log_var)
-    _checks.check_positive(fn, "beta", beta, allow_zero=True)
     if mean.shape[0] != x.shape[0]:
         raise ValueError(f"{fn}: batch sizes differ: x {tuple(x.shape)}, mean {tuple(mean.shape)}.")
     if likelihood not in ("bernoulli", "gaussian"):
@@ -72,9 +54,65 @@ def vae_elbo(
         nll = 0.5 * jnp.sum(jnp.square(xf - r) + math.log(2 * math.pi), axis=1)
     mu = mean.astype(jnp.float32)
     lv = log_var.astype(jnp.float32)
-    kl = -0.5 * jnp.sum(1.0 + lv - jnp.square(mu) - jnp.exp(lv), axis=1)
+    kl = -0.5 * (1.0 + lv - jnp.square(mu) - jnp.exp(lv))
+    return nll, kl
+
+
+def vae_elbo(
+    reconstruction: jax.Array,
+    x: jax.Array,
+    mean: jax.Array,
+    log_var: jax.Array,
+    *,
+    beta: float = 1.0,
+    likelihood: str = "bernoulli",
+    free_bits: float = 0.0,
+) -> tuple[jax.Array, Metrics]:
+    """Negative ELBO of a VAE with a diagonal-Gaussian posterior and N(0, I) prior.
+
+    `loss = E_b[ -log p(x|z) + beta * KL(q(z|x) || N(0, I)) ]`, the log-likelihood summed
+    over the data dims and the KL (closed form
+    `-0.5 * sum(1 + log_var - mean^2 - exp(log_var))`) over the latent dims, averaged over
+    the batch. `beta = 1` is the VAE; `beta > 1` is beta-VAE.
+
+    With `free_bits = lambda > 0`, the KL term becomes `sum_j max(lambda, E_b[KL_j])`: each
+    latent dim's KL, averaged over the batch, counts only above `lambda` nats, so the
+    optimizer gains nothing by pushing a dim's KL below it and the posterior does not collapse
+    onto the prior early in training (Kingma et al. 2016, Eq. 15, with one group per latent
+    dim). The batch mean is over the global batch (the arrays are global under `jit`), so the
+    loss does not depend on the mesh. `metrics['kl']` stays the true mean KL.
+
+    Args:
+      reconstruction: [batch, ...] decoder output for one sample z ~ q(z|x): logits for
+        'bernoulli', the mean for 'gaussian' (unit variance).
+      x: [batch, ...] data, same shape ([0, 1] values for 'bernoulli').
+      mean: [batch, latent] posterior means.
+      log_var: [batch, latent] posterior log-variances.
+      beta: KL weight, 1 for the VAE (beta-VAE uses e.g. 4).
+      likelihood: 'bernoulli' or 'gaussian'.
+      free_bits: nats per latent dim below which the KL is not penalized; 0 (default): off.
+
+    Returns:
+      `(loss, metrics)` with `reconstruction` (mean NLL) and `kl` (mean KL).
+
+    References:
+      Kingma & Welling, "Auto-Encoding Variational Bayes", ICLR 2014, Eq. (10) and App. B;
+      Higgins et al., "beta-VAE", ICLR 2017, Eq. (4);
+      Kingma, Salimans, Jozefowicz, Chen, Sutskever, Welling, "Improved Variational Inference
+      with Inverse Autoregressive Flow", NeurIPS 2016, Sec. C.8 / Eq. (15) ("free bits").
+    """
+    fn = "vae_elbo"
+    _checks.check_positive(fn, "beta", beta, allow_zero=True)
+    _checks.check_positive(fn, "free_bits", free_bits, allow_zero=True)
+    nll, kl = vae_terms(reconstruction, x, mean, log_var, likelihood=likelihood)
+    kl_example = jnp.sum(kl, axis=1)
+    if free_bits > 0:
+        kl_term = jnp.sum(jnp.maximum(jnp.float32(free_bits), jnp.mean(kl, axis=0)))
+    else:  # the exact plain objective, not max(0, .) of a float that may round below 0
+        kl_term = jnp.mean(kl_example)
     sg = jax.lax.stop_gradient
-    return jnp.mean(nll + beta * kl), {"reconstruction": sg(jnp.mean(nll)), "kl": sg(jnp.mean(kl))}
+    loss = jnp.mean(nll) + beta * kl_term
+    return loss, {"reconstruction": sg(jnp.mean(nll)), "kl": sg(jnp.mean(kl_example))}
 
 
 def linear_beta_schedule(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:

@@ -12,6 +12,7 @@ from flax import nnx
 from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
 from jssl.methods.byol import BYOL
+from jssl.methods.dae import DAE
 from jssl.methods.ddpm import DDPM
 from jssl.methods.dino import DINO
 from jssl.methods.mae import MAE
@@ -20,6 +21,7 @@ from jssl.methods.moco_v3 import MoCoV3
 from jssl.methods.simclr import SimCLR
 from jssl.methods.simsiam import SimSiam
 from jssl.methods.swav import SwAV
+from jssl.methods.vae import VAE
 from jssl.methods.vicreg import VICReg
 
 METHODS: dict[str, type[Method]] = {
@@ -33,6 +35,8 @@ METHODS: dict[str, type[Method]] = {
     "swav": SwAV,
     "dino": DINO,
     "mae": MAE,
+    "dae": DAE,
+    "vae": VAE,
     "ddpm": DDPM,
 }
 
@@ -53,6 +57,7 @@ __all__ = [
     "METHODS",
     "BYOL",
     "BarlowTwins",
+    "DAE",
     "DDPM",
     "DINO",
     "MAE",
@@ -63,6 +68,7 @@ __all__ = [
     "SimCLR",
     "SimSiam",
     "SwAV",
+    "VAE",
     "VICReg",
     "build_method",
     "get_method_class",

@@ -24,6 +24,9 @@ held-out batch (reconstructions, samples), which the trainer writes as PNGs and 
 images at eval steps and at the end; default: none. Optionally, `heldout_metrics(images,
 rngs=)`: per-example measures on the held-out split (negative ELBO, denoising loss at fixed
 noise levels), which the trainer averages over the split into `results.json`; default: none.
+Generative methods also implement `generate(num, rngs=)`: new images from the model, which the
+trainer scores with a Fréchet distance in an SSL encoder's feature space when
+`eval.frechet_encoder` names one.
 """
 
 from __future__ import annotations
@@ -114,6 +117,20 @@ class Method(nnx.Module):
         """
         del images, rngs
         return {}
+
+    def generate(self, num: int, *, rngs: nnx.Rngs) -> jax.Array:
+        """`num` new images `[num, h, w, c]` (normalized, as the method sees them) from the model.
+
+        Samples from a VAE's prior, a diffusion sampler, ...; the trainer maps them to uint8
+        pixels and scores them against held-out images (`jssl.train.frechet`). Methods that do not
+        generate keep this default, which the trainer detects with `is_generative`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not generate images")
+
+    @classmethod
+    def is_generative(cls) -> bool:
+        """Whether the method overrides `generate`."""
+        return cls.generate is not Method.generate
 
     @property
     def feature_dim(self) -> int:

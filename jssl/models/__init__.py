@@ -12,12 +12,13 @@ from typing import Any
 
 from flax import nnx
 
+from jssl.models.autoencoder import AUTOENCODERS
 from jssl.models.heads import LinearClassifier, MLPHead
 from jssl.models.resnet import RESNETS, ResNet
 from jssl.models.unet import UNETS, UNet, get_unet
 from jssl.models.vit import VITS, VisionTransformer
 
-BACKBONES = {**RESNETS, **VITS}
+BACKBONES = {**RESNETS, **VITS, **AUTOENCODERS}
 
 
 def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:

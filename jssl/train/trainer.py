@@ -8,6 +8,7 @@ method-specific lives here.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from jssl.config import save_config
 from jssl.evaluators import knn_accuracy, linear_probe_accuracy
 from jssl.metrics import MetricWriter
 from jssl.models.partitioning import activation_sharding
+from jssl.train import frechet
 from jssl.train.optimizers import build_optimizer
 from jssl.train.state import SSLModel, TrainState
 
@@ -120,6 +122,12 @@ class Experiment:
     # jit'd (params, buffers, uint8 images) -> {name: [rows, cols, h, w, c] in [0, 1]}: the
     # method's `pictures` of a fixed held-out batch, always with the same random key.
     pictures: Any
+    # jit'd (params, buffers, uint8 images, key) -> {name: [batch]}: the method's per-example
+    # `heldout_metrics` (negative ELBO, denoising loss at fixed noise levels); may be empty.
+    heldout: Any
+    # jit'd (params, buffers, key) -> uint8 [eval.batch_size, h, w, c] new images, for methods
+    # that generate (`Method.is_generative`); None otherwise.
+    generate: Any
     num_views: int
     view_augmentations: list[str]  # one augmentation spec per view, in view order
     # 'host': batches hold the views ('view_0', ...); 'device': the source images ('image'),
@@ -299,6 +307,32 @@ def build_experiment(
     jitted_pictures = jax.jit(
         pictures, in_shardings=(shardings.params, shardings.buffers, replicated), out_shardings=replicated
     )
+    def heldout(params, buffers, images, key):
+        model = nnx.merge(graphdef, params, buffers, copy=True)
+        model.eval()
+        with activation_sharding(activations):
+            out = model.method.heldout_metrics(normalize(images, mean, std, dtype), rngs=nnx.Rngs(key))
+        return {name: value.astype(jnp.float32) for name, value in out.items()}
+
+    jitted_heldout = jax.jit(
+        heldout,
+        in_shardings=(shardings.params, shardings.buffers, batch_sharding, replicated),
+        out_shardings=batch_sharding,
+    )
+    jitted_generate = None
+    if type(abstract_model.method).is_generative():
+        def generate(params, buffers, key):
+            model = nnx.merge(graphdef, params, buffers, copy=True)
+            model.eval()
+            with activation_sharding(activations):
+                images = model.method.generate(config.eval.batch_size, rngs=nnx.Rngs(key))
+            pixels = images.astype(jnp.float32) * jnp.asarray(std, jnp.float32) + jnp.asarray(mean, jnp.float32)
+            # uint8, as real images reach an encoder: samples are scored as they would be saved.
+            return jnp.round(jnp.clip(pixels, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+
+        jitted_generate = jax.jit(
+            generate, in_shardings=(shardings.params, shardings.buffers, replicated), out_shardings=replicated
+        )
     return Experiment(
         config=config,
         mesh=mesh,
@@ -309,6 +343,8 @@ def build_experiment(
         train_step=jitted_step,
         represent=jitted_represent,
         pictures=jitted_pictures,
+        heldout=jitted_heldout,
+        generate=jitted_generate,
         num_views=num_views,
         view_augmentations=augmentations,
         augment_on="host" if on_device is None else "device",
@@ -370,7 +406,31 @@ def evaluate(
     )
     results = _feature_evals(c, train_features, test_features, eval_data, offline_probe=offline_probe)
     results["online_probe"] = float(np.mean(test_logits.argmax(-1) == eval_data["test_labels"]))
+    results.update(heldout_metrics(exp, state, eval_data["test_images"]))
     return results
+
+
+def heldout_metrics(exp: Experiment, state: TrainState, images: np.ndarray) -> dict[str, float]:
+    """`{'heldout/<name>': mean over images}` of the method's per-example `heldout_metrics`.
+
+    Chunk i draws its noise from `fold_in(key, i)`, so the same weights give the same numbers
+    at every eval and on every mesh. Empty (nothing run) when the method defines none.
+    """
+    c = exp.config
+    ways = sharding.batch_size_per_shard(exp.mesh)
+    base_key = jax.random.PRNGKey(c.seed + 3)
+    abstract_images = jax.ShapeDtypeStruct((ways * jax.process_count(), *images.shape[1:]), jnp.uint8)
+    names = sorted(jax.eval_shape(exp.heldout, state.params, state.buffers, abstract_images, base_key))
+    if not names or len(images) == 0:
+        return {}
+    chunks = itertools.count()
+
+    def fn(x):
+        out = exp.heldout(state.params, state.buffers, x, jax.random.fold_in(base_key, next(chunks)))
+        return [out[name] for name in names]
+
+    values = map_in_chunks(images, fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
+    return {f"heldout/{name}": float(np.mean(v, dtype=np.float64)) for name, v in zip(names, values)}
 
 
 def _feature_evals(config, train_features, test_features, eval_data, *, offline_probe: bool) -> dict[str, float]:
@@ -492,6 +552,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     # Mesh, model and step first: a bad mesh or batch size fails before data workers start.
     exp = build_experiment(config, image_shape=image_shape)
     log.info("mesh %s; %d devices; global batch %d", dict(exp.mesh.shape), jax.device_count(), config.global_batch_size)
+    if config.eval.frechet_encoder:
+        frechet.check_setup(exp)  # before training: a typo must not cost the whole run
     train_iter = data.make_train_iterator(
         train_source,
         global_batch_size=config.global_batch_size,
@@ -587,6 +649,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         final["random_init"] = evaluate(exp, random_state, eval_data, offline_probe=True, batch_statistics=True)
         del final["random_init"]["online_probe"]  # an untrained probe: not a baseline
         final["raw_pixels"] = raw_pixel_baseline(config, eval_data)
+    if config.eval.frechet_encoder:
+        final["ssl"].update(frechet.frechet_evaluation(exp, state, eval_data))
     final["eval"] = {
         "train_split": config.data.train_split,
         "test_split": config.data.eval_split,
@@ -596,7 +660,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "knn_temperature": config.eval.knn_temperature,
         "random_init_batchnorm": "per-batch statistics (an untrained network has no running statistics)",
     }
-    writer.write_scalars(final["step"], {f"final/{k}": v for k, v in final["ssl"].items()})
+    scalars = {f"final/{k}": v for k, v in final["ssl"].items() if isinstance(v, (int, float))}
+    writer.write_scalars(final["step"], scalars)
     write_pictures(exp, state, pictures, writer, final["step"])
     writer.close()
     if is_chief:

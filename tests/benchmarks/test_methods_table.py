@@ -53,3 +53,16 @@ def test_rerunning_some_methods_keeps_the_other_rows(tmp_path):
     assert by_method["simclr"]["ssl"]["knn"] == 0.889 and by_method["simclr"]["commit"] == "abc"
     assert by_method["dino"]["ssl"]["knn"] == 0.843 and by_method["dino"]["date"] == "2026-11-30"
     assert "**0.843**" in merged["table"] and "**0.889**" in merged["table"]
+
+
+def test_generative_rows_get_their_own_table():
+    row = {"method": "vae", "steps": 900, "batch": 128, "views": 1, "wall_s": 301.0, "step_s": 0.2,
+           "ssl": {"knn": 0.9, "heldout/neg_elbo_nats": 95.25, "heldout/bits_per_dim": 0.1753,
+                   "frechet_distance": 12.5, "frechet_reference_train_vs_heldout": 1.25},
+           "random_init": {"heldout/neg_elbo_nats": 545.0}, "raw_pixels": {}}
+    plain = {"method": "simclr", "steps": 300, "batch": 256, "views": 2, "wall_s": 60.0, "step_s": 0.4,
+             "ssl": {"knn": 0.88}, "random_init": {}, "raw_pixels": {}}
+    table = methods_table.generative_markdown([plain, row])
+    assert "simclr" not in table
+    assert "| vae | 900 x 128 | bits_per_dim 0.1753; neg_elbo_nats 95.25 (545) | 12.5 / 1.25 | 5 min 01 s |" in table
+    assert methods_table.generative_markdown([plain]) == ""

@@ -1,24 +1,19 @@
-"""What every registered method must satisfy, checked for each (new methods are picked up by name).
+"""What every registered method's step must satisfy, checked for each (new methods are picked up by name).
 
 - one step on an 8-device mesh (data=8, and data=4 x fsdp=2) equals the 1-device step: loss,
   gradients, and every buffer after the post-step update (BN statistics, teachers, queues, centers);
 - the step compiles once (multi-crop included);
 - teachers are not parameters, are not in the optimizer state and receive no gradient;
-- each method has its CPU recipe and its ImageNet recipe, and the ImageNet recipe runs end to end
-  (2 steps) on a tiny ImageNet-structured TFDS data set with the model shrunk; so do the ViT
-  ImageNet recipes (`VIT_RECIPES`);
-- a run killed with SIGKILL resumes with exactly the losses of the uninterrupted run.
+- each method has its CPU recipe and its large recipe (ImageNet, or CIFAR-10 for DDPM).
+
+The large recipes' two-step runs are in `test_all_recipes.py` and the SIGKILL resume of every
+method in `test_all_resume.py`: separate files so the test workers (`--dist loadfile`) share them.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import chex
 import jax
@@ -29,23 +24,16 @@ from flax import nnx
 
 from jssl import sharding
 from jssl.methods.common import Teacher
-from jssl.train import train
 from jssl.train.trainer import view_augmentations
 from tests.methods.helpers import (
-    IMAGENET_METHODS,
     METHOD_NAMES,
     REPO,
-    VIT_RECIPES,
-    apply,
-    as_cli,
     config_path,
     large_recipe,
     run_steps,
     tiny_config,
-    tiny_overrides,
     view_batch,
 )
-from tests.conftest import FAST_COMPILE
 from tests.train.helpers import load_config
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -85,7 +73,9 @@ def test_step_compiles_once_and_learns_something(name):
     assert max(jax.tree.leaves(moved)) > 0
 
 
-@pytest.mark.parametrize("axes", [dict(data=8, fsdp=1, tensor=1), dict(data=4, fsdp=2, tensor=1)], ids=["data8", "fsdp2"])
+@pytest.mark.parametrize(
+    "axes", [dict(data=8, fsdp=1, tensor=1), dict(data=4, fsdp=2, tensor=1)], ids=["data8", "fsdp2"]
+)
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_sharded_step_equals_single_device(name, axes):
     if jax.device_count() < 8:
@@ -162,127 +152,3 @@ def test_method_has_cpu_and_large_recipes(name):
         assert large.data.tfds_name == "imagenet2012"
         # ResNet-50 for the ResNet papers' recipes; MAE's is a ViT-B/16.
         assert large.model.name in ("resnet50", "vit_b16") and large.data.num_classes == 1000
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", IMAGENET_METHODS)
-def test_imagenet_recipe_runs_two_steps_on_tiny_imagenet(name, tiny_imagenet, tmp_path):
-    _run_imagenet_recipe(f"{name}_imagenet", tiny_imagenet, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("recipe", VIT_RECIPES)
-def test_vit_imagenet_recipe_runs_two_steps_on_tiny_imagenet(recipe, tiny_imagenet, tmp_path):
-    assert load_config(None, name=recipe).model.name.startswith("vit_")
-    _run_imagenet_recipe(recipe, tiny_imagenet, tmp_path)
-
-
-def _run_imagenet_recipe(recipe: str, tiny_imagenet, tmp_path) -> None:
-    tfds_name, data_dir = tiny_imagenet
-    config = load_config(None, name=recipe)
-    apply(config, tiny_overrides(config))
-    apply(
-        config,
-        {
-            "data.tfds_name": tfds_name,
-            "data.data_dir": data_dir,
-            "total_steps": 2,
-            "global_batch_size": 8,
-            "log_every_steps": 1,
-            "checkpoint.every_steps": 1,
-            "eval.linear_probe_steps": 5,
-            "eval.batch_size": 8,
-            "data.max_eval_examples": 16,
-            "progress_bar": False,
-            # bf16 convolutions are slow on CPU and the recipe's dtype is not what is tested here;
-            # 16 data worker processes would cost more than the two steps.
-            "model.dtype": "float32",
-            "data.num_workers": 0,
-        },
-    )
-    results = train(config, str(tmp_path / "run"))
-    assert results["step"] == 2
-    assert results["eval"]["num_train"] == 16 and results["eval"]["num_test"] == 16
-    assert 0.0 <= results["ssl"]["knn"] <= 1.0
-    assert os.path.isdir(tmp_path / "run" / "checkpoints" / "2")
-
-
-# ==================================================================================================
-# SIGKILL + resume, every method
-# ==================================================================================================
-
-
-def _losses(workdir: str) -> dict[int, float]:
-    out = {}
-    path = os.path.join(workdir, "metrics.jsonl")
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                if line.endswith("\n"):  # a line cut by the kill is not a record
-                    record = json.loads(line)
-                    if "loss" in record:
-                        out.setdefault(record["step"], record["loss"])  # the first run's value
-    return out
-
-
-def _checkpoints(workdir: str) -> list[int]:
-    directory = os.path.join(workdir, "checkpoints")
-    return sorted(int(d) for d in os.listdir(directory) if d.isdigit()) if os.path.isdir(directory) else []
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", METHOD_NAMES)
-def test_sigkill_then_rerun_resumes_with_identical_losses(name, tmp_path, tmp_path_factory):
-    """The run is killed a few steps after a checkpoint; the rerun redoes those steps bitwise.
-
-    The steps between the last checkpoint and the kill were computed by the uninterrupted run,
-    so the rerun's losses there are compared with that run's: no third run is needed.
-    """
-    every = 6
-    config = load_config("smoke", name=f"{name}_mnist")
-    args = [
-        f"--config={config_path(name)}:smoke",
-        *as_cli(tiny_overrides(config)),
-        "--config.total_steps=60",
-        f"--config.checkpoint.every_steps={every}",
-        "--config.log_every_steps=1",
-        "--config.data.max_eval_examples=100",
-    ]
-    cache = str(tmp_path_factory.getbasetemp() / "jax_cache")
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {FAST_COMPILE}",
-        "PYTHONPATH": REPO,
-        # Both runs compile the same step: the second one reads it from the cache.
-        "JAX_COMPILATION_CACHE_DIR": cache,
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    }
-    workdir = str(tmp_path / "run")
-    command = [sys.executable, "-m", "jssl.cli", "train", *args, f"--workdir={workdir}"]
-    proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while True:  # kill mid-interval, after the first checkpoint
-        logged = _losses(workdir)
-        last = max(logged, default=0)
-        if last > every and last % every >= every - 2 and _checkpoints(workdir):
-            break
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    before_kill = _losses(workdir)
-    resume_from = max(_checkpoints(workdir))
-    redone = [s for s in before_kill if s > resume_from]
-    assert redone, f"no step between the checkpoint at {resume_from} and the kill at {max(before_kill)}"
-
-    rerun = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    resumed = {}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            record = json.loads(line)
-            if "loss" in record:
-                resumed[record["step"]] = record["loss"]  # the last value: the rerun's
-    assert sorted(resumed) == list(range(1, 61))
-    np.testing.assert_array_equal([resumed[s] for s in redone], [before_kill[s] for s in redone])

@@ -2,7 +2,7 @@
 checks, its pictures, and the trainer's picture writer (PNG + TensorBoard image) on a smoke run.
 
 The generic checks every method passes (sharded step equality, one trace, SIGKILL resume, the
-ImageNet recipe on tiny TFDS) live in `test_all_methods.py`.
+ImageNet recipe on tiny TFDS) live in `test_all_methods.py`, `test_all_recipes.py` and `test_all_resume.py`.
 """
 
 from __future__ import annotations
