@@ -20,6 +20,7 @@ import glob
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -113,6 +114,10 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _natural_key(name: str) -> list:
+    return [float(part) if part.replace(".", "", 1).isdigit() else part for part in re.split(r"(\d+(?:\.\d+)?)", name)]
+
+
 def generative_markdown(rows: list[dict]) -> str:
     """The generative methods' own table: held-out measures and the Fréchet distance of samples."""
     lines = [
@@ -121,7 +126,8 @@ def generative_markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         ssl, rnd = r["ssl"], r["random_init"]
-        measures = sorted(k for k in ssl if k.startswith("heldout/"))
+        # Natural order: denoise_mse_t50 before denoise_mse_t250.
+        measures = sorted((k for k in ssl if k.startswith("heldout/")), key=_natural_key)
         if not measures:
             continue
         cells = []
