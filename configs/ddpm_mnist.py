@@ -21,13 +21,13 @@ The paper's CIFAR-10 recipe (`configs/ddpm_cifar10.py`) scaled to a 2-core CPU:
 
 Evaluation: kNN / linear probe on the EMA U-Net's middle-block activations at t = 50
 (`method.represent_timestep`, 32 wide), the held-out denoising loss at t = 50, 250, 500, 750
-(`ssl.heldout/denoise_mse_t*` in results.json, once the trainer reports `heldout_metrics`),
+(`ssl.heldout/denoise_mse_t*` in results.json),
 and pictures: `<workdir>/pictures/samples.png` (64 DDIM samples) and `denoising.png` (held-out
 digits; per t, the noised digit and the one-step x0 estimate). Fine-tuning is off: the U-Net
 is not a feature extractor (`DDPM.backbone`).
 
 Measured (2-core CPU shared with the lead's and another helper's jobs, load average 5-7,
-2026-12-01; a quiet timing is still to be done):
+2026-12-01):
   * U-Net widths (train step of batch 64, 1 device, under that load): ch 32 with 1 block 1.4 s
     (1.1 GFLOPs per image), ch 24 1.0 s, ch 16 with 2 blocks 0.8 s, ch 16 with 1 block 0.53 s;
   * epsilon prediction, otherwise this config, 900 steps: held-out kNN 0.645, linear probe
@@ -44,6 +44,12 @@ Measured (2-core CPU shared with the lead's and another helper's jobs, load aver
     a black background; most read as digits (0, 2, 3, 6, 7, 8, 9 clearly), the rest
     digit-like strokes. The representation is weak (raw pixels do better), as the
     diffusion-representation papers find for small t on short runs.
+Quiet timing (2-core CPU alone, 2026-12-01, commit f0bade4, `python -m benchmarks.methods_table
+--methods ddpm`, which adds `--config.eval.frechet_encoder=<the SimCLR recipe's run>`): the same
+kNN 0.594 / linear probe 0.813; the trainer's held-out v MSE t=50 0.112, t=250 0.078, t=500
+0.192, t=750 0.270 (random init 0.92-1.00); Fréchet distance of 1,000 DDIM samples to the
+held-out images in the SimCLR encoder's feature space 0.681 (1,000 training images: 0.081);
+9 min 33 s wall including those 1,000 samples, 0.40 s a step.
 
 Launch:
   jssl train --config configs/ddpm_mnist.py --workdir runs/ddpm_mnist
