@@ -34,7 +34,8 @@ def test_entry_config_is_the_recipe_unet_at_the_entry_size(entry):
     assert view_shapes(entry, view_augmentations(config)) == [(entry.resolution, entry.resolution, 3)]
 
 
-@pytest.mark.slow  # tracing the 35.7M-parameter step twice: ~1 min on 2 shared cores
+@pytest.mark.slow
+@pytest.mark.heavy  # tracing the 35.7M-parameter step twice: ~1 min on 2 shared cores
 def test_full_size_flops_grow_with_the_image():
     """XLA's count of the lowered full-size step (batch 2): 64 px costs ~4x 32 px per image."""
     small, large = (count_flops(dataclasses.replace(e, batch=2)) for e in GPU_DDPM_STEPS)
@@ -43,7 +44,8 @@ def test_full_size_flops_grow_with_the_image():
     assert 3.5 < large["xla_flops_per_image_view"] / small["xla_flops_per_image_view"] < 4.5
 
 
-@pytest.mark.slow  # a compile each: ~1 min on 2 shared cores
+@pytest.mark.slow
+@pytest.mark.heavy  # a compile each: ~1 min on 2 shared cores
 @pytest.mark.parametrize("entry", CPU_DDPM_STEPS, ids=lambda e: e.name)
 def test_cpu_entry_runs_one_step(entry):
     result = run_step(dataclasses.replace(entry, batch=2, warmup=0, steps=1))

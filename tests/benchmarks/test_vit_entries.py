@@ -131,6 +131,7 @@ def test_unmodelled_vit_method_falls_back_to_xla():
     assert counts["xla_flops"] > 0 and counts["xla_over_analytic"] != counts["xla_over_analytic"]  # NaN
 
 
+@pytest.mark.heavy  # tracing the full-size ViT-B MAE step
 def test_full_size_mae_flops_match_xla():
     """MAE ViT-B/16 at 224 px as the GPU entry builds it (lowered only): within 3% of XLA."""
     entry = dataclasses.replace(GPU_VIT_STEPS[0], batch=8)

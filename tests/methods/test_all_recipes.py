@@ -21,12 +21,14 @@ from tests.train.helpers import load_config
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", IMAGENET_METHODS)
 def test_imagenet_recipe_runs_two_steps_on_tiny_imagenet(name, tiny_imagenet, tmp_path):
     _run_imagenet_recipe(f"{name}_imagenet", tiny_imagenet, tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("recipe", VIT_RECIPES)
 def test_vit_imagenet_recipe_runs_two_steps_on_tiny_imagenet(recipe, tiny_imagenet, tmp_path):
     assert load_config(None, name=recipe).model.name.startswith("vit_")

@@ -331,6 +331,7 @@ class JsslTinyCifar10(tfds.core.GeneratorBasedBuilder):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_cifar10_recipe_runs_two_steps_on_tiny_cifar10(tmp_path):
     data_dir = tmp_path / "tfds"
     JsslTinyCifar10(data_dir=str(data_dir)).download_and_prepare(file_format="array_record")
