@@ -100,11 +100,10 @@ def generate_images(exp: Any, state: Any, num: int, *, seed: int) -> np.ndarray:
     if exp.generate is None:
         raise ValueError(f"method {exp.config.method.name!r} does not generate images")
     key = jax.random.PRNGKey(seed)
-    chunks, have = [], 0
-    for i in range(-(-num // exp.config.eval.batch_size)):
-        chunk = np.asarray(jax.device_get(exp.generate(state.params, state.buffers, jax.random.fold_in(key, i))))
-        chunks.append(chunk)
-        have += len(chunk)
+    chunks = [
+        np.asarray(jax.device_get(exp.generate(state.params, state.buffers, jax.random.fold_in(key, i))))
+        for i in range(-(-num // exp.config.eval.batch_size))
+    ]
     return np.concatenate(chunks)[:num]
 
 
