@@ -55,11 +55,15 @@ class MethodOutput:
 class Method(nnx.Module):
     """Base class; subclasses implement `__call__`, `represent` and `feature_dim`."""
 
+    # Views per example when they do not depend on the config: 2 (two-view methods), 1 for the
+    # single-view ones (MAE, the generative methods); multi-crop methods override `num_views`.
+    views_per_example: int = 2
+
     @classmethod
     def num_views(cls, config: ml_collections.ConfigDict) -> int:
-        """Views per example the data pipeline must produce; two-view methods keep this default."""
+        """Views per example the data pipeline must produce (default: `views_per_example`)."""
         del config
-        return 2
+        return cls.views_per_example
 
     def __call__(self, views: Sequence[jax.Array], *, step: jax.Array, rngs: nnx.Rngs | None = None) -> MethodOutput:
         raise NotImplementedError

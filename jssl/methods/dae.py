@@ -134,6 +134,8 @@ class DAE(Method):
     ('mse' or 'bce'; 'bce' needs data.mean=(0.,), data.std=(1.,)).
     """
 
+    views_per_example = 1
+
     def __init__(self, config: ml_collections.ConfigDict, *, in_channels: int, dtype: Any, rngs: nnx.Rngs):
         hp = config.method
         if hp.noise not in NOISES:
@@ -156,11 +158,6 @@ class DAE(Method):
         self.encoder, self.decoder = build_autoencoder(
             config, in_channels=in_channels, dtype=dtype, rngs=rngs, method="dae"
         )
-
-    @classmethod
-    def num_views(cls, config: ml_collections.ConfigDict) -> int:
-        del config
-        return 1
 
     @property
     def feature_dim(self) -> int:

@@ -242,6 +242,8 @@ def _timestep_tuple(name: str, values: Sequence[int], num_timesteps: int) -> tup
 class DDPM(Method):
     """Denoising diffusion on a U-Net (`jssl.models.unet`), with an EMA copy for sampling and evaluation."""
 
+    views_per_example = 1
+
     def __init__(self, config: ml_collections.ConfigDict, *, in_channels: int, dtype: Any, rngs: nnx.Rngs):
         hp = config.method
         self.schedule = str(hp.get("schedule", "linear"))
@@ -283,11 +285,6 @@ class DDPM(Method):
         )
         # The average starts equal to the initial weights; it is never dropped out (deterministic).
         self.ema_unet = common.teacher_copy(self.unet)
-
-    @classmethod
-    def num_views(cls, config: ml_collections.ConfigDict) -> int:
-        del config
-        return 1
 
     @property
     def feature_dim(self) -> int:

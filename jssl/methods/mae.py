@@ -94,6 +94,8 @@ class MAE(Method):
     `decoder_pos_embed` ('sincos' fixed, as MAE, or 'learned'), `norm_pix_loss` (True).
     """
 
+    views_per_example = 1
+
     def __init__(self, config: ml_collections.ConfigDict, *, in_channels: int, dtype: Any, rngs: nnx.Rngs):
         hp = config.method
         self.encoder = get_backbone(
@@ -164,11 +166,6 @@ class MAE(Method):
             rngs=rngs,
         )
         self.decoder_pred = _linear(dim, self.patch_size**2 * in_channels, ("embed", None), rngs=rngs)
-
-    @classmethod
-    def num_views(cls, config: ml_collections.ConfigDict) -> int:
-        del config
-        return 1
 
     @property
     def feature_dim(self) -> int:

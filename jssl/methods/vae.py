@@ -78,6 +78,8 @@ class VAE(Method):
     weight, > 0), `free_bits` (nats per latent dim, >= 0; 0: off).
     """
 
+    views_per_example = 1
+
     def __init__(self, config: ml_collections.ConfigDict, *, in_channels: int, dtype: Any, rngs: nnx.Rngs):
         hp = config.method
         if hp.likelihood not in LIKELIHOODS:
@@ -104,11 +106,6 @@ class VAE(Method):
             bias_init=logical(zeros, ("embed",)),
             rngs=rngs,
         )
-
-    @classmethod
-    def num_views(cls, config: ml_collections.ConfigDict) -> int:
-        del config
-        return 1
 
     @property
     def feature_dim(self) -> int:
