@@ -33,6 +33,7 @@ from jssl.losses.generative import vae_elbo
 from jssl.losses.generative import vae_terms
 from jssl.losses.language import masked_lm
 from jssl.losses.language import next_token
+from jssl.losses.language import token_nll
 from jssl.losses.reconstruction import denoising
 from jssl.losses.reconstruction import mae
 from jssl.losses.reconstruction import patchify
@@ -62,6 +63,7 @@ __all__ = [
     "sample_distractors",
     "sinkhorn_knopp",
     "swav",
+    "token_nll",
     "unpatchify",
     "update_center",
     "update_queue",

@@ -2,6 +2,14 @@
 
 Both are token-level means over a data-dependent number of tokens (masked or non-padding),
 so they take `axis_name` and divide the global sum by the global count.
+
+Vocabulary parallelism: the per-token cross-entropy (`token_nll`) is written as a
+logsumexp minus a one-hot contraction, never as a gather along the vocabulary. Both are
+reductions over the last axis, so when the logits are sharded over the vocabulary (tensor
+parallelism, Megatron's vocab-parallel cross-entropy) the compiler reduces each device's
+shard and all-reduces `[batch, seq]` partial sums; a gather would instead make it collect
+the whole `[batch, seq, vocab]` logits on every device. The float32 conversion happens
+inside those reductions, so the logits may stay in the compute dtype (bfloat16).
 """
 
 from __future__ import annotations
@@ -16,9 +24,36 @@ from jssl.losses._sharding import AxisName
 Metrics = dict[str, jax.Array]
 
 
+def token_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-token cross-entropy `-log softmax(logits)[label]` in float32, vocab-parallel.
+
+    Args:
+      logits: [..., vocab] unnormalized scores, any float dtype (kept in it; the reductions
+        accumulate in float32).
+      labels: [...] int target ids in `[0, vocab)`.
+
+    Returns:
+      [...] float32 negative log-likelihoods.
+
+    References:
+      Shoeybi et al., "Megatron-LM: Training Multi-Billion Parameter Language Models Using
+      Model Parallelism", 2019, Sec. 3 (the cross-entropy fused with the vocab-parallel GEMM).
+    """
+    _checks.check_array("token_nll", "logits", logits, ndim=(2, 3, 4))
+    _checks.check_array("token_nll", "labels", labels, ndim=logits.ndim - 1, kind="int")
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"token_nll: labels {tuple(labels.shape)} must match the logits {tuple(logits.shape)} without their last axis."
+        )
+    x = logits.astype(jnp.float32)
+    m = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+    lse = jnp.log(jnp.sum(jnp.exp(x - m), axis=-1)) + m[..., 0]
+    target = jnp.sum(x * jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32), axis=-1)
+    return lse - target
+
+
 def _token_ce(fn, logits, labels, weights, axis_name):
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    nll = token_nll(logits, labels.astype(jnp.int32))
     w = weights.astype(jnp.float32)
     count = _sharding.psum(jnp.sum(w), axis_name)
     loss = _sharding.psum(jnp.sum(nll * w), axis_name) / jnp.maximum(count, 1.0)

@@ -3,7 +3,8 @@
 `get_backbone('resnet18', in_channels=3, ...)` or `get_backbone('vit_s16', ...)` builds a
 backbone; unknown names raise a `ValueError` listing the known ones. Denoising networks, which
 map (image, timestep) to an image rather than to features, have their own registry:
-`get_unet('unet', ...)` (`UNETS`).
+`get_unet('unet', ...)` (`UNETS`); text Transformers (token ids in, features and vocabulary
+logits out) theirs: `get_text_model('gpt2_small', vocab_size=..., ...)` (`TEXT_MODELS`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from flax import nnx
 from jssl.models.autoencoder import AUTOENCODERS
 from jssl.models.heads import LinearClassifier, MLPHead
 from jssl.models.resnet import RESNETS, ResNet
+from jssl.models.text import TEXT_MODELS, TextTransformer, get_text_model
 from jssl.models.unet import UNETS, UNet, get_unet
 from jssl.models.vit import VITS, VisionTransformer
 
@@ -34,8 +36,11 @@ __all__ = [
     "LinearClassifier",
     "MLPHead",
     "ResNet",
+    "TEXT_MODELS",
+    "TextTransformer",
     "UNet",
     "VisionTransformer",
     "get_backbone",
+    "get_text_model",
     "get_unet",
 ]

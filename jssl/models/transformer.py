@@ -1,7 +1,8 @@
 """The one Transformer block family: pre-norm self-attention + MLP blocks and their stack.
 
-ViTs use it today; text encoders and wav2vec 2.0's context network are meant to reuse it (hence
-the attention mask arguments), so it knows nothing about images.
+ViTs, the text encoders and decoders (`jssl.models.text`, causal through `causal=True`) and
+wav2vec 2.0's context network share it (hence the attention mask arguments), so it knows
+nothing about images or tokens.
 
 Precision: parameters are float32; matrix products run in the compute `dtype` (bfloat16 for
 mixed precision); LayerNorm statistics and the attention softmax are float32
@@ -87,17 +88,19 @@ class MultiHeadSelfAttention(nnx.Module):
         self.out_bias = _param(_ZEROS, ("embed",), (embed_dim,), rngs)
         self.dtype = dtype
 
-    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None, causal: bool = False) -> jax.Array:
         """`x [batch, tokens, embed]` -> `[batch, tokens, embed]` (float32).
 
         `mask`: boolean, broadcastable to `[batch, heads, tokens, tokens]`; True = may attend.
+        `causal`: token i attends to tokens <= i only (GPT), passed as `is_causal` so that the
+        cuDNN kernel can skip the masked half instead of reading a `[tokens, tokens]` mask.
         """
         qkv = jnp.einsum("bnd,dthk->tbnhk", x.astype(self.dtype), self.qkv_kernel.get_value().astype(self.dtype))
         if self.qkv_bias is not None:
             qkv = qkv + self.qkv_bias.get_value().astype(self.dtype)[:, None, None]
         # Heads stay split over the tensor axis from the projection to the output projection.
         qkv = constrain(qkv, (None, "batch", None, "heads", "kv"))
-        out = jax.nn.dot_product_attention(qkv[0], qkv[1], qkv[2], mask=mask, implementation=None)
+        out = jax.nn.dot_product_attention(qkv[0], qkv[1], qkv[2], mask=mask, is_causal=causal, implementation=None)
         out = constrain(out, ("batch", None, "heads", "kv"))
         y = jnp.einsum("bnhk,hkd->bnd", out, self.out_kernel.get_value().astype(self.dtype))
         return y.astype(jnp.float32) + self.out_bias.get_value()
@@ -195,9 +198,9 @@ class TransformerBlock(nnx.Module):
             self.ls1 = self.ls2 = nnx.data(None)
         self.drop_path = DropPath(drop_path, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None, causal: bool = False) -> jax.Array:
         x = x.astype(jnp.float32)
-        y = self.attn(self.norm1(x), mask=mask)
+        y = self.attn(self.norm1(x), mask=mask, causal=causal)
         x = x + self.drop_path(self.ls1(y) if self.ls1 is not None else y)
         y = self.mlp(self.norm2(x))
         return x + self.drop_path(self.ls2(y) if self.ls2 is not None else y)
@@ -268,16 +271,25 @@ class Encoder(nnx.Module):
         self.norm = LayerNorm(embed_dim, epsilon=norm_epsilon, dtype=jnp.float32, rngs=rngs)
         self.remat = remat
 
-    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None, key_mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        *,
+        mask: jax.Array | None = None,
+        key_mask: jax.Array | None = None,
+        causal: bool = False,
+    ) -> jax.Array:
         """`x [batch, tokens, embed]` -> normalized `[batch, tokens, embed]` float32.
 
         `key_mask [batch, tokens]`: True for real tokens, False for padding (text, audio).
         `mask`: a full boolean mask broadcastable to `[batch, heads, tokens, tokens]`.
+        `causal`: each token attends only to itself and earlier tokens (GPT); combined with
+        the masks above when both are given.
         """
         combined = attention_mask(key_mask=key_mask, mask=mask)
 
         def run(block: TransformerBlock, h: jax.Array) -> jax.Array:
-            return block(h, mask=combined)
+            return block(h, mask=combined, causal=causal)
 
         if self.remat:
             run = nnx.remat(run)
