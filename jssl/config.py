@@ -426,12 +426,14 @@ def text_data(c: ml_collections.ConfigDict, *, name: str = "pydoc") -> None:
     `data.name`: `'pydoc'` (CPython's help topics, embedded) or `'tfds'` (a TFDS text data set
     in ArrayRecord: `data.tfds_name`, `data.data_dir`, `data.text_key`, optional
     `data.label_key` for a labelled held-out task). `data.seq_len` tokens per window;
-    `data.tokenizer` `'bpe'` (byte-level) or `'wordpiece'`, with `data.vocab_size` entries,
+    `data.tokenizer` `'bpe'` (byte-level, the only kind: see `jssl.data.text_corpus`), with
+    `data.vocab_size` entries,
     trained on the training split and cached under `data.cache_dir` (empty:
     `~/.cache/jssl/text`) with the packed token stream. `data.heldout_fraction`: the tail of
     each pydoc topic held out. `data.max_train_documents`: cap on TFDS training documents
-    (0: all). Fine-tuning is image-only (`finetune.enabled = False`); baselines are the
-    unigram model and bag-of-tokens features.
+    (0: all); `data.tokenizer_documents`: the tokenizer learns from the first ones only (0:
+    all). Fine-tuning is image-only (`finetune.enabled = False`); baselines are the unigram
+    model and bag-of-tokens features.
     """
     c.data.name = name
     c.data.seq_len = 128
@@ -442,6 +444,7 @@ def text_data(c: ml_collections.ConfigDict, *, name: str = "pydoc") -> None:
     c.data.text_key = "text"
     c.data.label_key = ""
     c.data.max_train_documents = 0
+    c.data.tokenizer_documents = 0
     c.data.max_eval_examples = 0
     c.data.num_workers = 0
     c.finetune.enabled = False

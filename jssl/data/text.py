@@ -191,7 +191,7 @@ class TextInputs(Inputs):
     """The `'tokens'` kind: packed windows for training, held-out windows and baselines for evaluation.
 
     Config fields (`config.data`, set by `jssl.config.text_data`): `name` (`'pydoc'` or
-    `'tfds'`), `seq_len`, `tokenizer` (`'bpe'` / `'wordpiece'`), `vocab_size`,
+    `'tfds'`), `seq_len`, `tokenizer` (`'bpe'`), `vocab_size`,
     `heldout_fraction` (pydoc), `cache_dir` (tokenizer and token stream; empty:
     `~/.cache/jssl/text`), `tfds_name`, `data_dir`, `text_key`, `label_key`, `train_split`,
     `eval_split`, `max_train_documents`, `max_eval_examples`, `num_workers`.
@@ -255,7 +255,7 @@ class TextInputs(Inputs):
             "mask_id": MASK_ID,
             "bos_id": BOS_ID,
             "eos_id": EOS_ID,
-            "num_special_tokens": len(SPECIAL_TOKENS) + (self.config.data.tokenizer == "wordpiece"),
+            "num_special_tokens": len(SPECIAL_TOKENS),
         }
 
     def train_iterator(self, *, process_index: int, process_count: int) -> grain.DatasetIterator:

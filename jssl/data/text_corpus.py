@@ -13,14 +13,18 @@ the kNN / linear-probe task). Two are registered:
   `data.text_key`, `data.train_split`, `data.eval_split`, optional `data.label_key`), read with
   `tfds.data_source` (TensorFlow is never imported). Training documents are streamed, not held.
 
-Tokenizers come from Hugging Face `tokenizers` (`data.tokenizer`: `'bpe'`, byte-level BPE as
-GPT-2, or `'wordpiece'`, BERT's), trained on the training split with `data.vocab_size`
-entries. Training is deterministic (BPE merges over documents in corpus order; the same
-vocabulary on every run, tested), and the result
-is cached as `<cache dir>/<key>/tokenizer.json`, the key a hash of the corpus identity and
-the tokenizer settings, so later runs, evaluation and other processes find the same one.
-Special tokens have fixed ids: `[PAD]` 0, `[MASK]` 1, `[BOS]` 2 (BERT's [CLS]), `[EOS]` 3
-(BERT's [SEP], GPT-2's end of text), then `[UNK]` 4 (WordPiece only).
+Tokenizers come from Hugging Face `tokenizers`: byte-level BPE as GPT-2's (`data.tokenizer =
+'bpe'`; every string encodes, no unknown token, decoding is exact), trained on the training
+split (its first `data.tokenizer_documents` documents when set: large corpora) with
+`data.vocab_size` entries. Training is deterministic (the same file on every run and process,
+tested), which a tokenizer must be when several hosts each train their own copy; WordPiece is
+not offered because `tokenizers` trains it non-deterministically: its `WordPieceTrainer`, and
+BPE with BERT's `##` continuation prefix, gave a different vocabulary on nearly every run on
+pydoc (measured: 4 distinct vocabularies in 5 runs), from hash-map order in tie-breaking. The
+result is cached as `<cache dir>/<key>/tokenizer.json`, the key a hash of the corpus identity
+and the tokenizer settings, so later runs, evaluation and other processes find the same one
+(the packed training stream is cached beside it). Special tokens have fixed ids: `[PAD]` 0,
+`[MASK]` 1, `[BOS]` 2 (BERT's [CLS]), `[EOS]` 3 (BERT's [SEP], GPT-2's end of text).
 """
 
 from __future__ import annotations
@@ -37,8 +41,7 @@ import numpy as np
 
 SPECIAL_TOKENS = ("[PAD]", "[MASK]", "[BOS]", "[EOS]")
 PAD_ID, MASK_ID, BOS_ID, EOS_ID = range(4)
-UNK_TOKEN = "[UNK]"
-TOKENIZER_KINDS = ("bpe", "wordpiece")
+TOKENIZER_KINDS = ("bpe",)
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "jssl", "text")
 # Bumped when tokenizer training or the token stream layout changes, so old caches are not reused.
 _CACHE_VERSION = 1
@@ -210,12 +213,13 @@ def _tokenizer_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
     d = config.data
     if d.tokenizer not in TOKENIZER_KINDS:
         raise ValueError(f"unknown data.tokenizer {d.tokenizer!r}; known: {list(TOKENIZER_KINDS)}")
-    specials = len(SPECIAL_TOKENS) + (d.tokenizer == "wordpiece")
-    # Byte-level BPE starts from the 256 byte symbols; WordPiece from the corpus's characters.
-    floor = specials + (256 if d.tokenizer == "bpe" else 1)
+    floor = len(SPECIAL_TOKENS) + 256  # byte-level BPE starts from the 256 byte symbols
     if int(d.vocab_size) <= floor:
         raise ValueError(f"data.vocab_size {d.vocab_size} leaves no room for merges; use more than {floor}")
-    return {"kind": d.tokenizer, "vocab_size": int(d.vocab_size), "version": _CACHE_VERSION}
+    settings = {"kind": d.tokenizer, "vocab_size": int(d.vocab_size), "version": _CACHE_VERSION}
+    if int(d.get("tokenizer_documents", 0)):
+        settings["documents"] = int(d.tokenizer_documents)
+    return settings
 
 
 def cache_dir(config: ml_collections.ConfigDict, corpus: Corpus) -> str:
@@ -227,7 +231,7 @@ def cache_dir(config: ml_collections.ConfigDict, corpus: Corpus) -> str:
 
 def train_tokenizer(texts: Iterable[str], *, kind: str, vocab_size: int):
     """A `tokenizers.Tokenizer` trained on `texts` with the special tokens first (fixed ids)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if kind == "bpe":
         tok = Tokenizer(models.BPE())
@@ -239,27 +243,9 @@ def train_tokenizer(texts: Iterable[str], *, kind: str, vocab_size: int):
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-    elif kind == "wordpiece":
-        # The vocabulary is learned by BPE merges with BERT's "##" continuation prefix and then
-        # handed to a WordPiece model (greedy longest match at inference, as BERT).
-        # `tokenizers`' own WordPieceTrainer gave a different vocabulary on every run here.
-        tok = Tokenizer(models.BPE(unk_token=UNK_TOKEN, continuing_subword_prefix="##"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=False)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=[*SPECIAL_TOKENS, UNK_TOKEN],
-            continuing_subword_prefix="##",
-            show_progress=False,
-        )
     else:
         raise ValueError(f"unknown data.tokenizer {kind!r}; known: {list(TOKENIZER_KINDS)}")
     tok.train_from_iterator(texts, trainer=trainer)
-    if kind == "wordpiece":
-        vocab = tok.get_vocab()
-        normalizer, pre_tokenizer = tok.normalizer, tok.pre_tokenizer
-        tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK_TOKEN))
-        tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
     for i, token in enumerate(SPECIAL_TOKENS):
         if tok.token_to_id(token) != i:
             raise ValueError(f"tokenizer: special token {token} got id {tok.token_to_id(token)}, expected {i}")
@@ -280,8 +266,12 @@ def load_or_train_tokenizer(config: ml_collections.ConfigDict, corpus: Corpus):
         return Tokenizer.from_file(path), path
     count = [0]
 
+    limit = int(config.data.get("tokenizer_documents", 0))
+
     def counted() -> Iterator[str]:
         for text in corpus.train_texts():
+            if limit and count[0] >= limit:
+                return
             count[0] += 1
             yield text
 

@@ -11,10 +11,12 @@ from flax import nnx
 
 from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
+from jssl.methods.bert import BERT
 from jssl.methods.byol import BYOL
 from jssl.methods.dae import DAE
 from jssl.methods.ddpm import DDPM
 from jssl.methods.dino import DINO
+from jssl.methods.gpt import GPT
 from jssl.methods.mae import MAE
 from jssl.methods.moco_v2 import MoCoV2
 from jssl.methods.moco_v3 import MoCoV3
@@ -38,6 +40,8 @@ METHODS: dict[str, type[Method]] = {
     "dae": DAE,
     "vae": VAE,
     "ddpm": DDPM,
+    "bert": BERT,
+    "gpt": GPT,
 }
 
 
@@ -55,11 +59,13 @@ def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, 
 
 __all__ = [
     "METHODS",
+    "BERT",
     "BYOL",
     "BarlowTwins",
     "DAE",
     "DDPM",
     "DINO",
+    "GPT",
     "MAE",
     "Method",
     "MethodOutput",
