@@ -8,6 +8,11 @@ Typical use by a trainer::
         source, global_batch_size=256, num_views=2,
         augment="random_resized_crop(28, scale=(0.3, 1.0))|hflip", seed=0)
     batch = next(it)  # {'view_0': uint8 [256, 28, 28, 1], 'view_1': ..., 'label': int32 [256]}
+
+Text (`jssl.data.text`, the `'tokens'` kind of `jssl.data.inputs`): corpora by name
+(`TEXT_CORPORA`: the embedded pydoc topics, TFDS text sets), a cached byte-level BPE tokenizer
+and packed token windows (`TextInputs`). Importing them imports no tokenizer library; that
+happens when a tokenizer is first needed.
 """
 
 from jssl.data.augment import (
@@ -58,21 +63,26 @@ from jssl.data.sources import (
     npz_source,
     tfds_source,
 )
+from jssl.data.text import TextInputs, make_window_iterator
+from jssl.data.text_corpus import CORPORA as TEXT_CORPORA
+from jssl.data.text_corpus import get_corpus
 
 __all__ = [
-    "AUGMENT_ON",
-    "check_augment_on",
     "AUGMENTATIONS",
-    "DevicePrefetch",
+    "AUGMENT_ON",
+    "SOURCES",
+    "TEXT_CORPORA",
     "ArraySource",
     "Augment",
+    "DevicePrefetch",
     "ImageSource",
     "MultiViewTransform",
-    "SOURCES",
     "Step",
+    "TextInputs",
     "TfdsSource",
     "center_crop",
     "center_square",
+    "check_augment_on",
     "color_jitter",
     "compose",
     "decode_image",
@@ -81,6 +91,7 @@ __all__ = [
     "embedded_mnist",
     "encoded_image",
     "gaussian_blur",
+    "get_corpus",
     "get_source",
     "grayscale",
     "hflip",
@@ -90,6 +101,7 @@ __all__ = [
     "jpeg_draft_scale",
     "load_arrays",
     "make_train_iterator",
+    "make_window_iterator",
     "npz_source",
     "parse_augment",
     "parse_view",

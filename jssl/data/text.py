@@ -72,9 +72,7 @@ class WindowSource:
         size = os.path.getsize(path) // self.dtype.itemsize
         self.num_windows = size // self.seq_len
         if self.num_windows == 0:
-            raise ValueError(
-                f"the training split has {size} tokens, fewer than one window of data.seq_len={seq_len}"
-            )
+            raise ValueError(f"the training split has {size} tokens, fewer than one window of data.seq_len={seq_len}")
 
     @property
     def stream(self) -> np.ndarray:
@@ -127,10 +125,14 @@ def make_window_iterator(
         )
     dataset = dataset.shuffle(seed=_derive_seed(seed, process_index))
     dataset = dataset.batch(local_batch, drop_remainder=True).repeat(None)
-    iter_dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER))
+    iter_dataset = dataset.to_iter_dataset(
+        grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER)
+    )
     if num_workers > 0:
         _ensure_absl_flags_parsed()
-        iter_dataset = iter_dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2))
+        iter_dataset = iter_dataset.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2)
+        )
     return iter(iter_dataset)
 
 
@@ -296,10 +298,14 @@ class TextInputs(Inputs):
             # is training windows (no probe runs without labels, but represent still can).
             heldout = np.concatenate(list(token_stream(self.tokenizer, corpus.heldout)))
             test = document_windows(heldout, seq_len=self.seq_len)[: limit or None]
-            train = np.stack([self.window_source[i]["tokens"] for i in _subsample(len(self.window_source), limit or len(test))])
+            train = np.stack(
+                [self.window_source[i]["tokens"] for i in _subsample(len(self.window_source), limit or len(test))]
+            )
             if len(test) == 0:
                 raise ValueError(f"the held-out split has fewer than {self.seq_len} tokens: no evaluation window")
-            return EvalSet({"tokens": train}, {"tokens": test}, None, None, 0, "", self._eval_info(len(train), len(test)))
+            return EvalSet(
+                {"tokens": train}, {"tokens": test}, None, None, 0, "", self._eval_info(len(train), len(test))
+            )
         test, test_labels = self._labelled_windows(list(zip(corpus.heldout, corpus.heldout_labels)))
         if len(test) == 0:
             raise ValueError(
@@ -357,7 +363,7 @@ class TextInputs(Inputs):
             "tokenizer_path": self.tokenizer_path,
             "vocab_size": self.vocab_size,
             "seq_len": self.seq_len,
-            "train_tokens": int(len(self.train_stream)),
+            "train_tokens": len(self.train_stream),
             "train_windows": len(self.window_source),
         }
 
@@ -368,5 +374,3 @@ class TextInputs(Inputs):
 
     def to_represent(self, inputs: dict[str, jax.Array]) -> dict[str, jax.Array]:
         return {"tokens": inputs["tokens"]}
-
-

@@ -322,8 +322,7 @@ def load_or_build_stream(config: ml_collections.ConfigDict, corpus: Corpus, toke
         os.makedirs(directory, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
-            for block in token_stream(tokenizer, corpus.train_texts()):
-                f.write(block.astype(dtype).tobytes())
+            f.writelines(block.astype(dtype).tobytes() for block in token_stream(tokenizer, corpus.train_texts()))
         os.replace(tmp, path)
     if os.path.getsize(path) == 0:
         raise ValueError(f"corpus {corpus.name!r}: the training split has no tokens")

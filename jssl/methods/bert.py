@@ -35,7 +35,7 @@ from jssl.methods.language import LanguageModel, _tokens
 
 def num_predictions(*, seq_len: int, mask_rate: float) -> int:
     """Positions predicted per sequence: `round(mask_rate * seq_len)`, at least 1."""
-    return max(1, int(round(mask_rate * seq_len)))
+    return max(1, round(mask_rate * seq_len))
 
 
 def mlm_corrupt(

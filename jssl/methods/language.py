@@ -23,7 +23,9 @@ from jssl.models.text import TextTransformer, get_text_model, text_model_default
 
 def _tokens(inputs: Any, fn: str) -> jax.Array:
     if not isinstance(inputs, dict) or "tokens" not in inputs:
-        raise ValueError(f"{fn}: expects {{'tokens': int32 [batch, seq]}} (TextInputs.to_method); got {type(inputs).__name__}")
+        raise ValueError(
+            f"{fn}: expects {{'tokens': int32 [batch, seq]}} (TextInputs.to_method); got {type(inputs).__name__}"
+        )
     return inputs["tokens"]
 
 

@@ -111,7 +111,7 @@ class TextTransformer(nnx.Module):
             depth=depth,
             embed_dim=embed_dim,
             num_heads=num_heads,
-            mlp_dim=int(round(embed_dim * mlp_ratio)),
+            mlp_dim=round(embed_dim * mlp_ratio),
             drop_path=drop_path,
             remat=remat,
             norm_epsilon=1e-5 if causal else 1e-12,  # GPT-2's / BERT's LayerNorm epsilons
@@ -159,7 +159,9 @@ class TextTransformer(nnx.Module):
         """
         h = hidden.astype(self.dtype)
         if self.transform_kernel is not None:
-            h = h @ self.transform_kernel.get_value().astype(self.dtype) + self.transform_bias.get_value().astype(self.dtype)
+            h = h @ self.transform_kernel.get_value().astype(self.dtype) + self.transform_bias.get_value().astype(
+                self.dtype
+            )
             h = self.transform_norm(nnx.gelu(h, approximate=False))
         if self.head_kernel is None:
             out = jnp.einsum("bnd,vd->bnv", h, self.token_embed.get_value().astype(self.dtype))
@@ -185,9 +187,11 @@ def _variant(**defaults: Any) -> Callable[..., TextTransformer]:
         vocab = fixed_vocab if vocab_size is None else vocab_size
         if vocab is None:
             raise ValueError("text model: this variant takes the tokenizer's vocabulary; pass vocab_size")
-        unknown = set(kwargs) - set(TextTransformer.__init__.__kwdefaults__ or {}) - {
-            "max_len", "embed_dim", "depth", "num_heads"
-        }
+        unknown = (
+            set(kwargs)
+            - set(TextTransformer.__init__.__kwdefaults__ or {})
+            - {"max_len", "embed_dim", "depth", "num_heads"}
+        )
         if unknown:
             raise ValueError(f"text model: unknown options {sorted(unknown)}")
         return TextTransformer(rngs=rngs, **{**defaults, **kwargs, "vocab_size": vocab})

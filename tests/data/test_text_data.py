@@ -16,8 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-from jssl.data import iterator_state_args
-from jssl.data import text_corpus
+from jssl.data import iterator_state_args, text_corpus
 from jssl.data.text import (
     TextInputs,
     WindowSource,
@@ -100,7 +99,8 @@ def test_tokenizer_is_cached_by_corpus_and_settings(tmp_path, tiny_pydoc):
     again = _inputs(tmp_path)
     assert again.tokenizer_path == path and again.tokenizer.get_vocab() == first.tokenizer.get_vocab()
     assert _inputs(tmp_path, **{"data.vocab_size": 320}).tokenizer_path != path
-    assert json.load(open(path))["model"]["type"] == "BPE"
+    with open(path) as f:
+        assert json.load(f)["model"]["type"] == "BPE"
 
 
 def test_pydoc_split_by_position_keeps_every_topic_in_both_splits():
@@ -126,7 +126,7 @@ def test_packed_stream_and_windows(tmp_path, tiny_pydoc):
     inputs = _inputs(tmp_path)
     stream = np.asarray(inputs.train_stream)
     tok = inputs.tokenizer
-    first_doc = tok.encode(list(pydoc_corpus(inputs.config, topics=tiny_pydoc).train_texts())[0]).ids
+    first_doc = tok.encode(next(pydoc_corpus(inputs.config, topics=tiny_pydoc).train_texts())).ids
     assert stream[0] == BOS_ID and list(stream[1 : 1 + len(first_doc)]) == first_doc
     assert stream[1 + len(first_doc)] == EOS_ID and stream[2 + len(first_doc)] == BOS_ID
     assert (stream == BOS_ID).sum() == (stream == EOS_ID).sum() == 6

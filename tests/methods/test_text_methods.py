@@ -77,6 +77,7 @@ def test_bert_draws_padding_last():
 def test_loss_heldout_and_summary(name):
     method = build(name)
     tokens = jnp.asarray(random_tokens(8, 16))
+
     def forward(m, t):
         out = m({"tokens": t}, step=jnp.int32(0), rngs=nnx.Rngs(1))
         return out.loss, out.metrics, out.features
@@ -151,7 +152,11 @@ def _loss_and_grads(name: str, config, tokens: np.ndarray, mesh=None, *, traces=
     return fn(*placed, sharding.host_batch_to_global({"t": tokens}, mesh)["t"], jnp.int32(3)), (fn, placed)
 
 
-MESHES = {"data": dict(data=8, fsdp=1, tensor=1), "fsdp": dict(data=1, fsdp=8, tensor=1), "tensor": dict(data=2, fsdp=1, tensor=4)}
+MESHES = {
+    "data": dict(data=8, fsdp=1, tensor=1),
+    "fsdp": dict(data=1, fsdp=8, tensor=1),
+    "tensor": dict(data=2, fsdp=1, tensor=4),
+}
 
 
 @pytest.mark.parametrize("name", ["bert", "gpt"])
@@ -164,7 +169,8 @@ def test_sharded_step_equals_single_device_and_compiles_once(name):
         ((s_loss, s_metrics), s_grads), (fn, placed) = _loss_and_grads(name, config, tokens, mesh, traces=traces)
         np.testing.assert_allclose(s_loss, loss, rtol=2e-5, err_msg=mesh_name)
         np.testing.assert_allclose(s_metrics["accuracy"], metrics["accuracy"], err_msg=mesh_name)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=mesh_name), s_grads, grads)
+        for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(s_grads), jax.tree.leaves(grads)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=f"{mesh_name} {jax.tree_util.keystr(path)}")
         if mesh_name == "tensor":
             # The embedding (and with it the logits) is split over the vocabulary.
             embed = s_grads["model"]["token_embed"].get_value()

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jssl import losses, sharding
 from jssl.models import TEXT_MODELS, get_text_model
@@ -26,7 +27,7 @@ def test_causal_encoder_lets_no_position_see_the_future():
     def jacobian_norms(causal: bool) -> np.ndarray:
         """|d out[t] / d x[s]| summed over features: [t, s]."""
         graphdef, state = nnx.split(enc)
-        f = lambda state, x: nnx.merge(graphdef, state)(x, causal=causal)[0] @ w  # noqa: E731
+        f = lambda state, x: nnx.merge(graphdef, state)(x, causal=causal)[0] @ w
         jac = jax.jit(jax.jacrev(f, argnums=1))(state, x)[:, 0]  # [t, s, d]
         return np.asarray(jnp.abs(jac).sum(-1))
 
