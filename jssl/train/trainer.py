@@ -649,6 +649,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         logged = exp.inputs.log_samples(samples)
         for name, value in logged.items():
             log.info("%s sample at step %d:\n%s", name, final["step"], value)
+        writer.write_texts(final["step"], {k: v for k, v in logged.items() if isinstance(v, str)})
         final["ssl"]["samples"] = logged
     final["eval"] = {
         **eval_set.info,
