@@ -60,9 +60,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.kwargs = ml_collections.ConfigDict(
         dict(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, max_len=512, vocab_size=30522, drop_path=0.0)
     )
-    config.method = ml_collections.ConfigDict(
-        dict(name="bert", mask_rate=0.15, mask_token_rate=0.8, random_token_rate=0.1)
-    )
+    config.method.name = "bert"
+    config.method.mask_rate = 0.15
+    config.method.mask_token_rate = 0.8
+    config.method.random_token_rate = 0.1
 
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 1e-4

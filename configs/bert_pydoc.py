@@ -31,7 +31,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     common.text_data(config, name="pydoc")
     config.data.seq_len = 128
-    config.data.vocab_size = 2048
+    config.data.vocab_size = 1024
     config.total_steps = 800
     config.global_batch_size = 32
     config.log_every_steps = 20
@@ -39,11 +39,12 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.name = "text_tiny"
     # Listed in full so that --config.model.kwargs.* overrides reach every field.
     config.model.kwargs = ml_collections.ConfigDict(
-        dict(embed_dim=128, depth=2, num_heads=2, mlp_ratio=4.0, max_len=256, drop_path=0.0)
+        dict(embed_dim=128, depth=2, num_heads=2, mlp_ratio=4.0, max_len=256, drop_path=0.1)
     )
-    config.method = ml_collections.ConfigDict(
-        dict(name="bert", mask_rate=0.15, mask_token_rate=0.8, random_token_rate=0.1)
-    )
+    config.method.name = "bert"
+    config.method.mask_rate = 0.15
+    config.method.mask_token_rate = 0.8
+    config.method.random_token_rate = 0.1
 
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 2e-3
@@ -55,7 +56,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.min_learning_rate_ratio = 0.1
     config.optimizer.grad_clip_norm = 1.0
 
-    config.eval.every_steps = 400
+    config.eval.every_steps = 200
     config.eval.batch_size = 200
     config.checkpoint.every_steps = 200
 

@@ -54,7 +54,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.model.kwargs = ml_collections.ConfigDict(
         dict(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, max_len=1024, vocab_size=50257, drop_path=0.0)
     )
-    config.method = ml_collections.ConfigDict(dict(name="gpt", sample_temperature=1.0, sample_top_k=200))
+    config.method.name = "gpt"
+    config.method.sample_temperature = 1.0
+    config.method.sample_top_k = 200
 
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 6e-4

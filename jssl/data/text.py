@@ -13,7 +13,7 @@ named by `config.data.name` (`jssl.data.text_corpus.CORPORA`) and its cached tok
   `pydoc`: one topic's held-out tail; tails shorter than a window are left out), labelled by
   document class when the corpus has one (`pydoc`: the topic; topics without a held-out window
   are not classes), and as the kNN bank / probe training set the training windows of the same
-  classes (at most `data.max_eval_examples` per split, an evenly drawn subset of the bank);
+  classes (at most `data.max_eval_examples` per split, drawn uniformly once with a fixed seed);
 * baselines from the data alone: a unigram model of the training stream's token frequencies
   (add-one smoothing over the whole vocabulary) scored on every held-out token, as perplexity,
   and its most frequent token's accuracy; and bag-of-tokens features (each window's token
@@ -52,7 +52,7 @@ from jssl.data.text_corpus import (
 # fold ids modulo it (the hashing trick), so the baseline stays cheap for GPT-2's 50k tokens.
 BAG_OF_TOKENS_DIMS = 8192
 # Generated samples decoded into the log and results.json.
-MAX_LOGGED_SAMPLES = 16
+MAX_LOGGED_SAMPLES = 8
 
 
 class WindowSource:
@@ -312,6 +312,8 @@ class TextInputs(Inputs):
                 f"no held-out document of {corpus.name!r} has {self.seq_len} tokens: no evaluation window; lower "
                 "data.seq_len or raise data.heldout_fraction"
             )
+        pick = _subsample(len(test), limit)
+        test, test_labels = test[pick], test_labels[pick]
         train, train_labels = self._labelled_windows(list(corpus.labelled_train()))
         # Classes: those with a held-out window (renumbered densely); bank windows of other
         # classes could never be a right answer, so they are left out.
@@ -321,14 +323,14 @@ class TextInputs(Inputs):
         test_labels = np.searchsorted(classes, test_labels).astype(np.int32)
         pick = _subsample(len(train), limit)
         train, train_labels = train[pick], train_labels[pick]
-        test, test_labels = test[: limit or None], test_labels[: limit or None]
         info = self._eval_info(len(train), len(test))
         info["classes"] = [corpus.class_names[int(c)] for c in classes]
         task = f"{corpus.task} ({len(classes)} classes, {self.seq_len}-token windows)"
         return EvalSet({"tokens": train}, {"tokens": test}, train_labels, test_labels, len(classes), task, info)
 
     def _eval_info(self, train: int, test: int) -> dict[str, Any]:
-        return {"train_windows": train, "test_windows": test, "heldout_tokens": test * self.seq_len}
+        del train  # the trainer reports both sizes
+        return {"heldout_tokens": test * self.seq_len}
 
     def eval_set(self) -> EvalSet:
         return self._eval_set
@@ -349,11 +351,16 @@ class TextInputs(Inputs):
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def log_samples(self, samples: np.ndarray) -> dict[str, Any]:
-        """Generated ids `[n, L]` -> `{'text': [decoded sample, ...]}` (the first `MAX_LOGGED_SAMPLES`)."""
+        """Generated ids `[n, L]` -> `{'text': one string}` of the first `MAX_LOGGED_SAMPLES`, decoded.
+
+        One string (samples headed `[sample i]`), as the trainer writes strings to the log,
+        TensorBoard and `<workdir>/samples/`.
+        """
         samples = np.asarray(samples)
         if samples.ndim != 2:
             raise ValueError(f"text samples must be token ids [num, length]; got shape {samples.shape}")
-        return {"text": [self.decode(s) for s in samples[:MAX_LOGGED_SAMPLES]]}
+        texts = [self.decode(s) for s in samples[:MAX_LOGGED_SAMPLES]]
+        return {"text": "\n\n".join(f"[sample {i}]\n{t}" for i, t in enumerate(texts))}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -363,8 +370,8 @@ class TextInputs(Inputs):
             "tokenizer_path": self.tokenizer_path,
             "vocab_size": self.vocab_size,
             "seq_len": self.seq_len,
-            "train_tokens": len(self.train_stream),
-            "train_windows": len(self.window_source),
+            "train_split_tokens": len(self.train_stream),
+            "train_split_windows": len(self.window_source),
         }
 
     # ---- device side --------------------------------------------------------------------------

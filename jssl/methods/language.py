@@ -90,11 +90,6 @@ class LanguageModel(Method):
             "backbones); set config.finetune.enabled = False"
         )
 
-    @classmethod
-    def summarize_heldout(cls, means: dict[str, float]) -> dict[str, float]:
-        del means
-        return {}
-
     @staticmethod
     def _key(rngs: nnx.Rngs | None, step: jax.Array) -> jax.Array:
         if rngs is not None:

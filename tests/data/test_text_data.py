@@ -190,7 +190,7 @@ def test_tiny_eval_set_baselines_and_samples(tmp_path, tiny_pydoc):
     assert 1.0 < uni["perplexity"] < 300 and 0.0 < uni["most_frequent_token_accuracy"] < 1.0
     text = inputs.tokenizer.encode("alpha beta gamma").ids
     sample = np.asarray([[BOS_ID, *text, EOS_ID, *text]])
-    assert inputs.log_samples(sample) == {"text": ["alpha beta gamma"]}
+    assert inputs.log_samples(sample) == {"text": "[sample 0]\nalpha beta gamma"}
 
 
 def test_unigram_and_bag_of_tokens_by_hand():
