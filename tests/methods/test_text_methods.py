@@ -195,3 +195,21 @@ def test_clear_errors():
     method = build("gpt")
     with pytest.raises(ValueError, match=r"expects \{'tokens'"):
         method(jnp.zeros((2, 16), jnp.int32), step=jnp.int32(0))
+
+
+@pytest.mark.parametrize("recipe, params", [("gpt2_small", 124_439_808), ("bert_base", None)])
+def test_published_recipes_build_their_models(recipe, params):
+    from tests.train.helpers import load_config
+
+    config = load_config(None, name=recipe)
+    assert config.finetune.enabled is False and config.eval.baselines is True
+    data_kwargs = {**DATA_KWARGS, "vocab_size": config.data.vocab_size}
+    method = nnx.eval_shape(
+        lambda: METHODS[config.method.name](config, dtype=jnp.bfloat16, rngs=nnx.Rngs(0), **data_kwargs)
+    )
+    count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(method, nnx.Param)))
+    if params is not None:
+        assert count == params
+    else:
+        assert 108e6 < count < 111e6
+    assert method.model.max_len >= config.data.seq_len
