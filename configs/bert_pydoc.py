@@ -1,17 +1,32 @@
 """BERT (masked language model) on CPython's embedded pydoc topics: the CPU text recipe.
 
 Data as `configs/gpt_pydoc.py` (`jssl.data.text`, corpus `pydoc`: the 79 help topics of
-`pydoc_data.topics`, the last 20% of each held out; byte-level BPE of 2,048 entries trained on
-the rest; 128-token packed windows; held-out task: which of 32 topics a window comes from).
+`pydoc_data.topics`, the last 20% of each held out; byte-level BPE of 1,024 entries trained on
+the rest; 125,532 training tokens in 980 packed 128-token windows; held out: 232 windows of 37
+topics, the labelled task "which topic a window comes from").
 
 Masking as BERT: 19 of the 128 positions of every window (15%, `max_predictions_per_seq`),
-80% of them replaced by [MASK], 10% by a random token, 10% kept; the loss and the logits only
+80% of them replaced by [MASK], 10% by a random token, 10% kept; the logits and the loss only
 at those 19 positions. Model `text_tiny` (128 wide, 2 bidirectional blocks, 2 heads, tied
-embeddings), AdamW (betas 0.9 / 0.98, weight decay 0.01 as BERT), batch 32 x 128 tokens.
+embeddings), stochastic depth 0.1, AdamW (betas 0.9 / 0.98, weight decay 0.01 as BERT) at
+2e-3 with 50 warm-up steps and cosine decay to 2e-4, gradient clipping at 1.0, batch 32 x 128
+tokens, 800 steps. Held-out masks are drawn from the evaluation's fixed key, so every eval
+scores the same positions.
 
-Baselines (data only): the most frequent training token's accuracy on held-out tokens (what a
-model that always predicts it scores on masked positions, in expectation), the unigram model's
-perplexity, bag-of-tokens features under kNN / probe.
+Measured (2026-12-01, `python -m jssl.cli train --config configs/bert_pydoc.py --workdir
+/tmp/bert_run`; `results.json`):
+  * held-out masked-token accuracy 0.125 (perplexity at the masked positions 146.5) against
+    the most frequent training token's 0.033 (the unigram model's perplexity: 384.4) and the
+    random init's 0.002; evals: 0.056 at step 200, 0.095 at 400, 0.115 at 600 (still rising;
+    the training loss, 4.87, is at the held-out one's level: no overfitting at 800 steps);
+  * topic task (37 classes): linear probe 0.267 / kNN 0.241 of the mean-pooled hidden states,
+    random init 0.147 / 0.198, bag-of-tokens features 0.241 / 0.280;
+  * 20 min 34 s wall on the 2-core machine shared with other jobs (load average about 10, a
+    GPT run beside it): median step 1.5 s; with less load a step takes about 0.5 s (7 min).
+
+Baselines (data only, `results.json`): `unigram` (`most_frequent_token_accuracy`, what always
+predicting the most frequent training token scores on held-out tokens, and the unigram
+perplexity) and `bag_of_tokens` (kNN / probe of token frequencies).
 
 Launch:
   python -m jssl.cli train --config configs/bert_pydoc.py --workdir /tmp/bert_run
