@@ -22,8 +22,9 @@ Measured (2026-12-01, `python -m jssl.cli train --config configs/gpt_pydoc.py --
     random init 0.172 / 0.177, bag-of-tokens features 0.280 / 0.241: a next-token model's
     pooled states are not a better topic representation than token counts here;
   * 21 min wall on the 2-core machine shared with other jobs (load average about 10; a BERT
-    run beside it): median step 2.1 s, against 0.6-0.9 s a step measured on the same machine
-    with less load, where the run takes about 8 minutes;
+    run beside it): median step 2.1 s. With less load (load average 4-9) the same steps took
+    0.6-0.9 s in a tuning loop, i.e. about 5-8 minutes for the 500 steps plus the evals (an
+    estimate: the whole run was not timed on a quiet machine);
   * tuning: with 2,048 BPE entries and no stochastic depth the model overfit after 400 steps
     (held-out perplexity 137 at 400, 214 at 600, training perplexity 7.5; unigram 583);
   * the first sample (training text is reStructuredText-like help):
