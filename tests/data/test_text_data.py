@@ -254,3 +254,13 @@ def test_empty_corpus_and_no_heldout_window(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="exceeds the .* windows"):
         source = WindowSource(str(_inputs(tmp_path).train_stream.filename), dtype=np.uint16, seq_len=16)
         make_window_iterator(source, global_batch_size=10_000, seed=0)
+
+
+def test_worker_processes_give_the_same_batches(tmp_path, tiny_pydoc):
+    """The window source pickles into Grain's worker processes (path only) and reads the same windows."""
+    del tiny_pydoc
+    source = _inputs(tmp_path).window_source
+    plain = make_window_iterator(source, global_batch_size=8, seed=1)
+    workers = make_window_iterator(source, global_batch_size=8, seed=1, num_workers=1)
+    for _ in range(3):
+        np.testing.assert_array_equal(next(plain)["tokens"], next(workers)["tokens"])
