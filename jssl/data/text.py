@@ -7,10 +7,11 @@ named by `config.data.name` (`jssl.data.text_corpus.CORPORA`) and its cached tok
   (`[BOS] doc [EOS] [BOS] doc [EOS] ...`), cut into consecutive windows of `data.seq_len`
   tokens (the last partial window dropped), shuffled, sharded by process and batched by Grain
   (`make_window_iterator`; the same construction as the image pipeline, so the iterator state
-  is one position and an Orbax resume is exact). No padding, so no example carries labels and
-  `has_train_labels` is False;
+  is one position and an Orbax resume is exact). Windows run across document boundaries, so
+  they carry no label (`has_train_labels` is False), and none is padded;
 * the `EvalSet`: held-out windows of `seq_len` tokens, each inside one held-out document (for
-  `pydoc`: one topic's held-out tail; tails shorter than a window are left out), labelled by
+  `pydoc`: every full window of one topic's held-out tail, tails shorter than a window left
+  out; a TFDS set with `data.label_key`: each document's first window, padded), labelled by
   document class when the corpus has one (`pydoc`: the topic; topics without a held-out window
   are not classes), and as the kNN bank / probe training set the training windows of the same
   classes (at most `data.max_eval_examples` per split, drawn uniformly once with a fixed seed);
