@@ -21,10 +21,10 @@ Measured (2026-12-01, `python -m jssl.cli train --config configs/gpt_pydoc.py --
   * topic task (37 classes): kNN 0.250 / linear probe 0.203 of the mean-pooled hidden states,
     random init 0.172 / 0.177, bag-of-tokens features 0.280 / 0.241: a next-token model's
     pooled states are not a better topic representation than token counts here;
-  * 21 min wall on the 2-core machine shared with other jobs (load average about 10; a BERT
-    run beside it): median step 2.1 s. With less load (load average 4-9) the same steps took
-    0.6-0.9 s in a tuning loop, i.e. about 5-8 minutes for the 500 steps plus the evals (an
-    estimate: the whole run was not timed on a quiet machine);
+  * 3 min 47 s wall (`/usr/bin/time`; start-up, 500 steps, 5 evals, random-init baseline and
+    64 samples), median step 0.28 s, 0.9 GB peak memory, on the 2-core machine with other jobs
+    (load average 4-7); a rerun gave the same numbers and samples bit for bit. The first run,
+    beside a BERT run at load average about 10, took 21 min (median step 2.1 s);
   * tuning: with 2,048 BPE entries and no stochastic depth the model overfit after 400 steps
     (held-out perplexity 137 at 400, 214 at 600, training perplexity 7.5; unigram 583);
   * the first sample (training text is reStructuredText-like help):
@@ -40,7 +40,7 @@ frequencies on the held-out tokens, and the most frequent token's accuracy) and
 
 Launch:
   python -m jssl.cli train --config configs/gpt_pydoc.py --workdir /tmp/gpt_run
-  python -m jssl.cli train --config configs/gpt_pydoc.py:smoke --workdir /tmp/smoke   # seconds
+  python -m jssl.cli train --config configs/gpt_pydoc.py:smoke --workdir /tmp/smoke   # ~2 min, mostly compiling
 
 Variants (after the colon): `smoke` (a few steps, tiny batch, for tests and CI).
 """
