@@ -108,6 +108,11 @@ class BERT(LanguageModel):
                 "must be >= 0 and add up to at most 1"
             )
 
+    @property
+    def max_predictions(self) -> int:
+        """Positions predicted per `data.seq_len`-token sequence (BERT's `max_predictions_per_seq`)."""
+        return num_predictions(seq_len=self.seq_len, mask_rate=self.mask_rate)
+
     def corrupt(self, key: jax.Array, tokens: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """tokens: [batch, seq] -> (corrupted [batch, seq], positions [batch, p], weights [batch, p])."""
         return mlm_corrupt(
@@ -139,7 +144,7 @@ class BERT(LanguageModel):
         return MethodOutput(loss=loss, metrics=metrics, features=features)
 
     def heldout_metrics(self, inputs: dict[str, jax.Array], *, rngs: nnx.Rngs) -> dict[str, jax.Array]:
-        """Per example: `mlm_correct`, `mlm_count` (predicted tokens) and `mlm_nll_sum` at fixed masks.
+        """Per example: `masked_correct`, `masked_count` (predicted tokens) and `masked_nll_sum` at fixed masks.
 
         Returned as sums so that `summarize_heldout` divides totals by totals: the accuracy and
         perplexity per masked token of the whole split.
@@ -149,16 +154,20 @@ class BERT(LanguageModel):
         nll = losses.token_nll(logits, labels)
         correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
         return {
-            "mlm_correct": jnp.sum(correct * weights, axis=1),
-            "mlm_count": jnp.sum(weights, axis=1),
-            "mlm_nll_sum": jnp.sum(nll * weights, axis=1),
+            "masked_correct": jnp.sum(correct * weights, axis=1),
+            "masked_count": jnp.sum(weights, axis=1),
+            "masked_nll_sum": jnp.sum(nll * weights, axis=1),
         }
 
     @classmethod
     def summarize_heldout(cls, means: dict[str, float]) -> dict[str, float]:
-        """Masked-token `mlm_accuracy`, `mlm_nll` (nats per masked token) and `mlm_perplexity`."""
-        count = means.get("mlm_count", 0.0)
+        """Masked-token `masked_accuracy`, `masked_nll` (nats per masked token) and `masked_perplexity`."""
+        count = means.get("masked_count", 0.0)
         if not count:
             return {}
-        nll = means["mlm_nll_sum"] / count
-        return {"mlm_accuracy": means["mlm_correct"] / count, "mlm_nll": nll, "mlm_perplexity": math.exp(nll)}
+        nll = means["masked_nll_sum"] / count
+        return {
+            "masked_accuracy": means["masked_correct"] / count,
+            "masked_nll": nll,
+            "masked_perplexity": math.exp(nll),
+        }

@@ -87,7 +87,7 @@ def test_resumed_run_repeats_the_uninterrupted_losses_and_reports(name, tiny_pyd
     train(_config(name, tiny_pydoc, total_steps=3, **common), part)
     train(_config(name, tiny_pydoc, total_steps=6, **common), part)
     assert _losses(part) == _losses(full)
-    heldout = "heldout/perplexity" if name == "gpt" else "heldout/mlm_accuracy"
+    heldout = "heldout/perplexity" if name == "gpt" else "heldout/masked_accuracy"
     assert heldout in results["ssl"] and heldout in results["random_init"]
     assert {"unigram", "bag_of_tokens"} <= set(results) and "knn" in results["ssl"]
     if name == "gpt":
