@@ -12,6 +12,7 @@ from flax import nnx
 from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
 from jssl.methods.byol import BYOL
+from jssl.methods.cpc import CPC
 from jssl.methods.dae import DAE
 from jssl.methods.ddpm import DDPM
 from jssl.methods.dino import DINO
@@ -23,6 +24,7 @@ from jssl.methods.simsiam import SimSiam
 from jssl.methods.swav import SwAV
 from jssl.methods.vae import VAE
 from jssl.methods.vicreg import VICReg
+from jssl.methods.wav2vec2 import Wav2Vec2
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
@@ -38,6 +40,8 @@ METHODS: dict[str, type[Method]] = {
     "dae": DAE,
     "vae": VAE,
     "ddpm": DDPM,
+    "cpc": CPC,
+    "wav2vec2": Wav2Vec2,
 }
 
 
@@ -57,6 +61,7 @@ __all__ = [
     "METHODS",
     "BYOL",
     "BarlowTwins",
+    "CPC",
     "DAE",
     "DDPM",
     "DINO",
@@ -70,6 +75,7 @@ __all__ = [
     "SwAV",
     "VAE",
     "VICReg",
+    "Wav2Vec2",
     "build_method",
     "get_method_class",
 ]

@@ -3,7 +3,8 @@
 `get_backbone('resnet18', in_channels=3, ...)` or `get_backbone('vit_s16', ...)` builds a
 backbone; unknown names raise a `ValueError` listing the known ones. Denoising networks, which
 map (image, timestep) to an image rather than to features, have their own registry:
-`get_unet('unet', ...)` (`UNETS`).
+`get_unet('unet', ...)` (`UNETS`); raw-waveform models (wav2vec 2.0, CPC) theirs:
+`get_audio_model('wav2vec2_base', ...)` (`AUDIO_MODELS`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from flax import nnx
 
+from jssl.models.audio import AUDIO_MODELS, get_audio_model
 from jssl.models.autoencoder import AUTOENCODERS
 from jssl.models.heads import LinearClassifier, MLPHead
 from jssl.models.resnet import RESNETS, ResNet
@@ -29,6 +31,7 @@ def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
 
 
 __all__ = [
+    "AUDIO_MODELS",
     "BACKBONES",
     "UNETS",
     "LinearClassifier",
@@ -36,6 +39,7 @@ __all__ = [
     "ResNet",
     "UNet",
     "VisionTransformer",
+    "get_audio_model",
     "get_backbone",
     "get_unet",
 ]
