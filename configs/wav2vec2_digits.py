@@ -21,7 +21,7 @@ from jssl import config as common
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     common.spoken_digits(config)
-    config.total_steps = 600
+    config.total_steps = 400
     config.global_batch_size = 64
     config.model.name = "wav2vec2_tiny"
     config.model.kwargs = ml_collections.ConfigDict()
@@ -34,7 +34,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         )
     )  # fmt: skip
     config.optimizer.name = "adamw"
-    config.optimizer.base_learning_rate = 2e-3
+    config.optimizer.base_learning_rate = 8e-3  # x batch / 256: 2e-3 at batch 64
     config.optimizer.lr_scaling_batch = 256
     config.optimizer.b2 = 0.98
     config.optimizer.weight_decay = 0.01

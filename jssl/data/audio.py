@@ -158,7 +158,14 @@ def spoken_digits_source(
 
 
 class TfdsAudioSource:
-    """A prepared ArrayRecord TFDS split with a 16 kHz audio feature, as `{'waveform', 'label'}` records."""
+    """A prepared ArrayRecord TFDS split with 16 kHz mono audio, as `{'waveform', 'label'}` records.
+
+    The audio feature is either a `tfds.features.Audio` (its `sample_rate` is checked) or a
+    plain int16/float `Tensor` of shape `[samples]`, whose rate must be declared (`sample_rate`).
+    Caveat: tfds (4.9) builds an `Audio` feature's decoder with TensorFlow, so reading
+    `speech_commands` and the like needs `tensorflow` (CPU) installed; `Tensor` features read
+    without it.
+    """
 
     def __init__(
         self,
@@ -168,6 +175,7 @@ class TfdsAudioSource:
         *,
         audio_key: str = "audio",
         label_key: str = "label",
+        sample_rate: int | None = None,
     ) -> None:
         import tensorflow_datasets as tfds
 
@@ -184,7 +192,14 @@ class TfdsAudioSource:
         for key in (audio_key, label_key):
             if key not in features:
                 raise ValueError(f"TFDS data set {name!r} has features {sorted(features)}; no {key!r}")
-        check_sample_rate(getattr(features[audio_key], "sample_rate", None), where=f"TFDS {name!r} {audio_key!r}")
+        stored = getattr(features[audio_key], "sample_rate", None)
+        if stored is None and sample_rate is None:
+            raise ValueError(
+                f"TFDS {name!r} feature {audio_key!r} does not record a sample rate; declare it (data.sample_rate)"
+            )
+        if stored is not None and sample_rate is not None and stored != sample_rate:
+            raise ValueError(f"TFDS {name!r} {audio_key!r} is at {stored} Hz, not data.sample_rate={sample_rate}")
+        check_sample_rate(stored or sample_rate, where=f"TFDS {name!r} {audio_key!r}")
         if len(self._source) == 0:
             raise ValueError(f"data set {name!r} split {split!r} is empty")
         self.sample_rate = SAMPLE_RATE
@@ -209,11 +224,13 @@ class TfdsAudioSource:
 
 
 def _tfds_audio(
-    split: str, *, tfds_name: str = "", data_dir: str = "", audio_key: str = "audio", label_key: str = "label"
-) -> TfdsAudioSource:
+    split: str, *, tfds_name: str = "", data_dir: str = "", audio_key: str = "audio", label_key: str = "label",
+    sample_rate: int | None = None,
+) -> TfdsAudioSource:  # fmt: skip
     if not tfds_name:
         raise ValueError("audio source 'tfds' needs data.tfds_name (e.g. 'speech_commands')")
-    return TfdsAudioSource(tfds_name, split, data_dir or None, audio_key=audio_key, label_key=label_key)
+    return TfdsAudioSource(tfds_name, split, data_dir or None, audio_key=audio_key, label_key=label_key,
+                           sample_rate=sample_rate)  # fmt: skip
 
 
 #: Source name -> factory `(split, **options) -> source`.
@@ -426,6 +443,7 @@ class AudioInputs(Inputs):
             options = dict(
                 tfds_name=d.get("tfds_name", ""), data_dir=d.get("data_dir", ""),
                 audio_key=d.get("audio_key", "audio") or "audio", label_key=d.get("label_key", "") or "label",
+                sample_rate=d.get("sample_rate", None),
             )  # fmt: skip
         elif d.name == "spoken_digits" and "spoken_digits" in d:
             options = {k: tuple(v) for k, v in d.spoken_digits.items()}

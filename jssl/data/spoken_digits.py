@@ -7,6 +7,11 @@ samples, `espeak_SetVoiceByName`, `espeak_SetParameter` for rate and pitch). Eve
 of voice x speaking rate x pitch says each of the ten digits once; clips are resampled from
 eSpeak's 22,050 Hz to 16 kHz (polyphase, `scipy.signal.resample_poly`).
 
+eSpeak NG's rendering is not bit-reproducible: the same word, voice, rate and pitch come out a
+few milliseconds longer or shorter from one call to the next (neither `espeak_ng_SetRandSeed`
+nor re-initializing the library fixes it). The cache is what makes the data set fixed: every
+run on a machine reads the same clips; two machines' first syntheses differ slightly.
+
 The result is cached on first use as an `.npz` under `$JSSL_CACHE` (default `~/.cache/jssl`),
 named by a hash of the generator settings (voices, rates, pitches, sample rate, this module's
 `GENERATOR_VERSION` and the eSpeak NG version), so changing a setting makes a new file and a
