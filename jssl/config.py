@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 import os
 
+import jax.numpy as jnp
 import ml_collections
+
+# Names of `model.dtype` (the compute dtype; parameters stay float32).
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def base_config() -> ml_collections.ConfigDict:

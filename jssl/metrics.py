@@ -91,6 +91,24 @@ class MetricWriter:
             paths[name] = path
         return paths
 
+    def write_texts(self, step: int, texts: Mapping[str, str]) -> dict[str, str]:
+        """Text (generated samples) as TensorBoard text `samples/<name>` and `<workdir>/samples/<name>_step<step>.txt`.
+
+        Returns `{name: path of the file}`.
+        """
+        if not self.enabled:
+            return {}
+        directory = os.path.join(self.workdir, "samples")
+        os.makedirs(directory, exist_ok=True)
+        paths = {}
+        for name, text in texts.items():
+            self._tb.add_text(f"samples/{name}", str(text), global_step=step)
+            path = os.path.join(directory, f"{name}_step{int(step)}.txt")
+            with open(path, "w") as f:
+                f.write(str(text))
+            paths[name] = path
+        return paths
+
     def flush(self) -> None:
         if self.enabled:
             self._tb.flush()

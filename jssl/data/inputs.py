@@ -30,6 +30,7 @@ Device side (inside the jit'd step, with global, batch-sharded arrays):
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -73,6 +74,14 @@ class Inputs:
     def __init__(self, config: ml_collections.ConfigDict, *, method_class: type):
         self.config = config
         self.method_class = method_class
+        # Set by the trainer once the mesh exists: the sharding of every batch array.
+        self.batch_sharding: jax.sharding.Sharding | None = None
+
+    def constrain_batch(self, x: jax.Array) -> jax.Array:
+        """Keeps `x` (leading axis: the batch) split like the batch, so each device works on its shard."""
+        if self.batch_sharding is None:
+            return x
+        return jax.lax.with_sharding_constraint(x, self.batch_sharding)
 
     # ---- host side --------------------------------------------------------------------------
     def model_kwargs(self) -> dict[str, Any]:
@@ -107,21 +116,23 @@ class Inputs:
         return samples
 
 
-def _registry() -> dict[str, type[Inputs]]:
-    # Imported here so that image-only runs never import a tokenizer or an audio synthesizer.
-    from jssl.data.image_inputs import ImageInputs
-    from jssl.data.text import TextInputs
-    from jssl.data.audio import AudioInputs
-
-    return {"images": ImageInputs, "tokens": TextInputs, "waveforms": AudioInputs}
-
-
-INPUT_KINDS = ("images", "tokens", "waveforms")
+# kind -> "module:class"; imported on first use, so that image runs never import a tokenizer
+# or an audio synthesizer.
+INPUTS: dict[str, str] = {
+    "images": "jssl.data.image_inputs:ImageInputs",
+    "tokens": "jssl.data.text:TextInputs",
+    "waveforms": "jssl.data.audio:AudioInputs",
+}
 
 
-def get_inputs(config: ml_collections.ConfigDict, method_class: type) -> Inputs:
-    """The `Inputs` of `method_class.inputs` for this config."""
+INPUT_KINDS = tuple(INPUTS)
+
+
+def get_inputs(config: ml_collections.ConfigDict, method_class: type, **options: Any) -> Inputs:
+    """The `Inputs` of `method_class.inputs` for this config (`options` go to its constructor)."""
     kind = getattr(method_class, "inputs", "images")
-    if kind not in INPUT_KINDS:
-        raise ValueError(f"{method_class.__name__}.inputs = {kind!r}; known kinds: {list(INPUT_KINDS)}")
-    return _registry()[kind](config, method_class=method_class)
+    if kind not in INPUTS:
+        raise ValueError(f"{method_class.__name__}.inputs = {kind!r}; known kinds: {list(INPUTS)}")
+    module, name = INPUTS[kind].split(":")
+    cls = getattr(importlib.import_module(module), name)
+    return cls(config, method_class=method_class, **options)

@@ -51,10 +51,14 @@ def get_method_class(name: str) -> type[Method]:
     return METHODS[name]
 
 
-def build_method(config: ml_collections.ConfigDict, *, in_channels: int, dtype, rngs: nnx.Rngs) -> Method:
-    """Builds the method named by `config.method.name` with its networks and buffers."""
+def build_method(config: ml_collections.ConfigDict, *, dtype, rngs: nnx.Rngs, **model_kwargs) -> Method:
+    """Builds the method named by `config.method.name` with its networks and buffers.
+
+    `model_kwargs` are what the data kind tells the constructor (`Inputs.model_kwargs()`):
+    `in_channels` for images, the vocabulary for text.
+    """
     cls = get_method_class(config.method.name)
-    return cls(config, in_channels=in_channels, dtype=dtype, rngs=rngs)
+    return cls(config, dtype=dtype, rngs=rngs, **model_kwargs)
 
 
 __all__ = [

@@ -6,8 +6,13 @@ cases: trainable weights are `nnx.Param`s, everything else (BatchNorm statistics
 weights, `Buffer`s, see `jssl.methods.common`) is state the optimizer never sees. The trainer
 asks a method exactly these things:
 
+0. the kind of data it trains on, `inputs`: `'images'` (the default), `'tokens'` or
+   `'waveforms'`; `jssl.data.inputs` builds batches of that kind, hands the constructor what
+   it needs to know about the data (`in_channels`; `vocab_size` and special token ids) as
+   keyword arguments, and turns each batch into the argument of `__call__` and `represent`
+   (image methods: a list of normalized views / a batch of normalized images);
 1. its networks and buffers: the module itself;
-2. `num_views(config)`: how many augmented views the data pipeline must produce per example
+2. image methods: `num_views(config)`: how many augmented views the data pipeline must produce per example
    (multi-crop methods: global crops first, then local crops; each view may have its own
    augmentation string and size, see `config.data.crops`);
 3. `__call__(views, step=, rngs=)`: the loss on a batch, as a `MethodOutput`; buffers that
@@ -23,16 +28,19 @@ Optionally, `pictures(images, rngs=, to_pixels=)`: named picture grids made from
 held-out batch (reconstructions, samples), which the trainer writes as PNGs and TensorBoard
 images at eval steps and at the end; default: none. Optionally, `heldout_metrics(images,
 rngs=)`: per-example measures on the held-out split (negative ELBO, denoising loss at fixed
-noise levels), which the trainer averages over the split into `results.json`; default: none.
-Generative methods also implement `generate(num, rngs=)`: new images from the model, which the
-trainer scores with a Fréchet distance in an SSL encoder's feature space when
-`eval.frechet_encoder` names one.
+noise levels), which the trainer averages over the split into `results.json`, and `summarize_heldout(means)`: the
+numbers derived from those means (a perplexity from a mean negative log-likelihood); default:
+none.
+Generative methods also implement `generate(num, rngs=)`: new images (or token sequences) from
+the model; the trainer scores images with a Fréchet distance in an SSL encoder's feature space
+when `eval.frechet_encoder` names one, and logs decoded text.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import jax
 import ml_collections
@@ -55,8 +63,12 @@ class MethodOutput:
 class Method(nnx.Module):
     """Base class; subclasses implement `__call__`, `represent` and `feature_dim`."""
 
-    # Views per example when they do not depend on the config: 2 (two-view methods), 1 for the
-    # single-view ones (MAE, the generative methods); multi-crop methods override `num_views`.
+    # The kind of data (`jssl.data.inputs.INPUT_KINDS`): what a batch holds and what `__call__`
+    # and `represent` receive.
+    inputs: ClassVar[str] = "images"
+    # Image methods: views per example when they do not depend on the config: 2 (two-view
+    # methods), 1 for the single-view ones (MAE, the generative methods); multi-crop methods
+    # override `num_views`.
     views_per_example: int = 2
 
     @classmethod
@@ -65,10 +77,12 @@ class Method(nnx.Module):
         del config
         return cls.views_per_example
 
-    def __call__(self, views: Sequence[jax.Array], *, step: jax.Array, rngs: nnx.Rngs | None = None) -> MethodOutput:
+    def __call__(self, views: Sequence[jax.Array] | Any, *, step: jax.Array, rngs: nnx.Rngs | None = None) -> MethodOutput:
+        """The loss on one batch: `views` is what the method's `inputs` kind makes of the batch."""
         raise NotImplementedError
 
-    def represent(self, images: jax.Array) -> jax.Array:
+    def represent(self, images: jax.Array | Any) -> jax.Array:
+        """Features `[batch, feature_dim]` for kNN and the probes, from one evaluation chunk."""
         raise NotImplementedError
 
     def backbone(self) -> nnx.Module:
@@ -120,6 +134,17 @@ class Method(nnx.Module):
         Default: none (an empty dict, detected by tracing, not running).
         """
         del images, rngs
+        return {}
+
+    @classmethod
+    def summarize_heldout(cls, means: dict[str, float]) -> dict[str, float]:
+        """Numbers derived from the held-out means of `heldout_metrics` (host side).
+
+        E.g. a perplexity `exp(mean nll)`, or an accuracy `mean correct / mean count` when
+        examples hold different numbers of predicted tokens. The trainer adds them beside the
+        means (as `heldout/<name>`). Default: none.
+        """
+        del means
         return {}
 
     def generate(self, num: int, *, rngs: nnx.Rngs) -> jax.Array:

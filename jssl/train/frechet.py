@@ -64,7 +64,7 @@ def load_frozen_encoder(
 
     def features(images: np.ndarray) -> np.ndarray:
         fn = lambda x: exp.represent(state.params, state.buffers, x, False)  # noqa: E731
-        return map_in_chunks(images, fn, chunk=config.eval.batch_size, ways=ways, mesh=mesh)[0]
+        return map_in_chunks({"image": images}, fn, chunk=config.eval.batch_size, ways=ways, mesh=mesh)[0]
 
     description = (
         f"{config.method.name} / {config.model.name} at step {step} from {workdir}: a jssl SSL encoder, "
@@ -107,13 +107,16 @@ def generate_images(exp: Any, state: Any, num: int, *, seed: int) -> np.ndarray:
     return np.concatenate(chunks)[:num]
 
 
-def frechet_evaluation(exp: Any, state: Any, eval_data: dict[str, np.ndarray]) -> dict[str, Any]:
+def frechet_evaluation(exp: Any, state: Any, eval_data: Any) -> dict[str, Any]:
     """`{'frechet_distance': ..., 'frechet_reference_train_vs_heldout': ..., 'frechet_setup': ...}`.
 
     Uses `min(eval.frechet_samples, held-out size, training size)` images per set.
     """
     c = exp.config
-    test, train = eval_data["test_images"], eval_data["train_images"]
+    if isinstance(eval_data, dict):  # `load_eval_data`'s arrays
+        test, train = eval_data["test_images"], eval_data["train_images"]
+    else:  # an EvalSet of images
+        test, train = eval_data.test["image"], eval_data.train["image"]
     num = min(int(c.eval.frechet_samples), len(test), len(train))
     if num < 2:
         raise ValueError(f"eval.frechet_samples={c.eval.frechet_samples} leaves {num} images: need at least 2")

@@ -25,7 +25,10 @@ from jax.experimental import multihost_utils
 
 from jssl import data, methods, sharding
 from jssl.checkpoint import Checkpointer
-from jssl.config import save_config
+from jssl.config import DTYPES, save_config
+from jssl.data import image_inputs
+from jssl.data.image_inputs import image_eval_set, load_eval_data, normalize  # noqa: F401 (re-exported)
+from jssl.data.inputs import EvalSet, Inputs, get_inputs
 from jssl.evaluators import knn_accuracy, linear_probe_accuracy
 from jssl.metrics import MetricWriter
 from jssl.models.partitioning import activation_sharding
@@ -34,9 +37,6 @@ from jssl.train.optimizers import build_optimizer
 from jssl.train.state import SSLModel, TrainState
 
 log = logging.getLogger("jssl")
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when the training loss becomes NaN or infinite."""
@@ -68,41 +68,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"global_batch_size must be positive; got {config.global_batch_size}")
     if config.model.dtype not in DTYPES:
         raise ValueError(f"unknown model.dtype {config.model.dtype!r}; known: {sorted(DTYPES)}")
-    if len(config.data.mean) != len(config.data.std):
-        raise ValueError(f"data.mean {config.data.mean} and data.std {config.data.std} differ in length")
-    methods.get_method_class(config.method.name)  # unknown names fail before data is read
-    view_augmentations(config)  # so do crops that do not match the method's views
-    device_augmentations(config)  # and ops without a device twin when augmenting on the device
+    # Unknown method names fail before data is read; so do the data kind's own checks (image
+    # crops that do not match the method's views, ops without a device twin).
+    make_inputs(config)
 
 
-def device_augmentations(config: ml_collections.ConfigDict) -> list[Callable] | None:
-    """One jit-able augment(images, keys) per view if `data.augment_on='device'`, else None."""
-    if data.check_augment_on(config.data.get("augment_on", "host")) == "host":
-        return None
-    from jssl.data.device_augment import parse_device_augment
-
-    return [parse_device_augment(spec) for spec in view_augmentations(config)]
-
-
-def view_augmentations(config: ml_collections.ConfigDict) -> list[str]:
-    """One augmentation string per view the method needs (from `data.augment` or `data.crops`)."""
-    num_views = methods.get_method_class(config.method.name).num_views(config)
-    return data.view_specs(config.data.augment, config.data.crops, num_views, method=config.method.name)
+def make_inputs(config: ml_collections.ConfigDict, **options: Any) -> Inputs:
+    """The batch contract of `config.method`'s kind of data (`jssl.data.inputs`)."""
+    return get_inputs(config, methods.get_method_class(config.method.name), **options)
 
 
 def source_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Source options from the config; empty strings mean 'not set' (each source takes only its own)."""
-    d = config.data
-    options = dict(
-        tfds_name=d.tfds_name, data_dir=d.data_dir, path=d.path, image_key=d.image_key, label_key=d.label_key
-    )
-    return {k: (os.path.expanduser(v) if k in ("data_dir", "path") else v) or None for k, v in options.items()}
-
-
-def normalize(images: jax.Array, mean, std, dtype) -> jax.Array:
-    """uint8 [..., C] -> standardized floats, on device (the host only moves bytes)."""
-    x = images.astype(jnp.float32) / 255.0
-    return ((x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)).astype(dtype)
+    """Image source options from the config (see `jssl.data.image_inputs.source_options`)."""
+    return image_inputs.source_options(config)
 
 
 @dataclasses.dataclass
@@ -128,48 +106,61 @@ class Experiment:
     # jit'd (params, buffers, key) -> uint8 [eval.batch_size, h, w, c] new images, for methods
     # that generate (`Method.is_generative`); None otherwise.
     generate: Any
-    num_views: int
-    view_augmentations: list[str]  # one augmentation spec per view, in view order
-    # 'host': batches hold the views ('view_0', ...); 'device': the source images ('image'),
-    # augmented inside the step with keys from (seed, step, example index, view).
-    augment_on: str
+    # The batch contract: builds the data, turns batches into the method's arguments.
+    inputs: Inputs
     step_traces: Callable[[], int]  # how many times the step was traced (compiled)
+
+    # Image methods only (`ImageInputs`): views per example, one augmentation spec per view, and
+    # where they are drawn ('host': batches hold 'view_0', ...; 'device': the source 'image',
+    # augmented inside the step with keys from (seed, step, example index, view)).
+    @property
+    def num_views(self) -> int:
+        return self.inputs.num_views
+
+    @property
+    def view_augmentations(self) -> list[str]:
+        return self.inputs.view_augmentations
+
+    @property
+    def augment_on(self) -> str:
+        return self.inputs.augment_on
 
 
 def build_experiment(
     config: ml_collections.ConfigDict,
     *,
-    image_shape: tuple[int, ...],
+    image_shape: tuple[int, ...] | None = None,
+    inputs: Inputs | None = None,
     mesh=None,
     wrap_step: Callable[[Callable], Callable] | None = None,
 ) -> Experiment:
-    """Mesh, model, optimizer, sharded state creation and the jit'd step, without data or I/O.
+    """Mesh, model, optimizer, sharded state creation and the jit'd step, without training I/O.
 
-    `wrap_step` wraps the pure step function before `jax.jit`, e.g.
-    `functools.partial(chex.assert_max_traces, n=1)` in tests.
+    `inputs`: the batch contract (default: `make_inputs(config)`); image methods may pass
+    `image_shape` instead so that no data is read. `wrap_step` wraps the pure step function
+    before `jax.jit`, e.g. `functools.partial(chex.assert_max_traces, n=1)` in tests.
     """
     validate_config(config)
+    if inputs is None:
+        inputs = make_inputs(config, image_shape=image_shape) if image_shape is not None else make_inputs(config)
 
     # ==============================================================================================
     # Mesh
     # ==============================================================================================
     mesh = sharding.make_mesh(dict(config.mesh)) if mesh is None else mesh
     sharding.check_global_batch(config.global_batch_size, mesh)
-    if len(config.data.mean) not in (1, image_shape[-1]):
-        raise ValueError(f"data.mean has {len(config.data.mean)} entries but images have {image_shape[-1]} channels")
+    inputs.batch_sharding = sharding.batch_sharding(mesh)
+    model_kwargs = inputs.model_kwargs()
 
     # ==============================================================================================
     # Model + optimizer
     # ==============================================================================================
     dtype = DTYPES[config.model.dtype]
     tx, schedule = build_optimizer(config)
-    augmentations = view_augmentations(config)
-    num_views = len(augmentations)
-    on_device = device_augmentations(config)
 
     def build_model(seed: int) -> SSLModel:
         rngs = nnx.Rngs(seed)
-        method = methods.build_method(config, in_channels=image_shape[-1], dtype=dtype, rngs=rngs)
+        method = methods.build_method(config, dtype=dtype, rngs=rngs, **model_kwargs)
         return SSLModel(method, num_classes=config.data.num_classes, rngs=rngs)
 
     def create_state() -> TrainState:
@@ -194,23 +185,10 @@ def build_experiment(
     # ==============================================================================================
     # Step
     # ==============================================================================================
-    mean, std = tuple(config.data.mean), tuple(config.data.std)
     batch_sharding = sharding.batch_sharding(mesh)
     replicated = sharding.replicated(mesh)
-
-    from jssl.data.device_augment import example_keys
-
-    def augment_views(images: jax.Array, step: jax.Array) -> list[jax.Array]:
-        # Keys from global quantities only (seed, step, position in the global batch, view): the
-        # views do not depend on the mesh and a resumed step redraws them. The constraint keeps
-        # each device drawing and augmenting its own shard of the batch.
-        index = jnp.arange(images.shape[0])
-        views = []
-        for v, augment in enumerate(on_device):
-            keys = example_keys(seed=config.seed, step=step, example_index=index, view=v)
-            keys = jax.lax.with_sharding_constraint(keys, batch_sharding)
-            views.append(jax.lax.with_sharding_constraint(augment(images, keys), batch_sharding))
-        return views
+    # The online probe needs labels in the training batches (packed text has none).
+    train_probe = inputs.has_train_labels
 
     traces = [0]
     # Logical names of activations (`constrain` in the models) -> shardings, while tracing.
@@ -223,17 +201,17 @@ def build_experiment(
     def _train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
         traces[0] += 1  # runs at trace time only: counts compilations
         rng = jax.random.fold_in(state.rng, state.step)
-        if on_device is None:
-            views = [normalize(batch[f"view_{i}"], mean, std, dtype) for i in range(num_views)]
-        else:
-            views = [normalize(v, mean, std, dtype) for v in augment_views(batch["image"], state.step)]
+        method_inputs = inputs.to_method(batch, step=state.step)
 
         def loss_fn(params):
             model = nnx.merge(graphdef, params, state.buffers, copy=True)
-            out = model.method(views, step=state.step, rngs=nnx.Rngs(rng))
-            logits = model.probe(jax.lax.stop_gradient(out.features))
-            probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
-            probe_accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+            out = model.method(method_inputs, step=state.step, rngs=nnx.Rngs(rng))
+            if train_probe:
+                logits = model.probe(jax.lax.stop_gradient(out.features))
+                probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+                probe_accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+            else:
+                probe_loss = probe_accuracy = jnp.zeros((), jnp.float32)
             buffers = nnx.split(model, nnx.Param, ...)[2]
             aux = (out.loss, out.metrics, probe_loss, probe_accuracy, buffers)
             return out.loss + probe_loss, aux
@@ -251,10 +229,10 @@ def build_experiment(
 
         finite = jnp.isfinite(loss)
         first_bad = jnp.where((state.first_nonfinite_step < 0) & ~finite, state.step, state.first_nonfinite_step)
+        probe_metrics = {"probe/loss": probe_loss, "probe/train_accuracy": probe_accuracy} if train_probe else {}
         metrics = {
             "loss": loss,
-            "probe/loss": probe_loss,
-            "probe/train_accuracy": probe_accuracy,
+            **probe_metrics,
             "grad_norm": optax.tree.norm(grads["method"]),
             "param_norm": optax.tree.norm(params["method"]),
             "learning_rate": schedule(state.step),
@@ -277,13 +255,13 @@ def build_experiment(
         donate_argnums=0,
     )
 
-    def represent(params, buffers, images, batch_statistics: bool = False):
+    def represent(params, buffers, chunk, batch_statistics: bool = False):
         model = nnx.merge(graphdef, params, buffers, copy=True)
         # No stochastic layers (drop path, dropout) in evaluation; BatchNorm from running
         # statistics unless `batch_statistics`.
         model.set_attributes(deterministic=True, use_running_average=not batch_statistics, raise_if_not_found=False)
         with activation_sharding(activations):
-            features = model.method.represent(normalize(images, mean, std, dtype)).astype(jnp.float32)
+            features = model.method.represent(inputs.to_represent(chunk)).astype(jnp.float32)
         return features, model.probe(features)
 
     jitted_represent = jax.jit(
@@ -293,25 +271,24 @@ def build_experiment(
         static_argnums=3,
     )
 
-    def pictures(params, buffers, images):
+    def pictures(params, buffers, chunk):
         model = nnx.merge(graphdef, params, buffers, copy=True)
         model.eval()  # BN from running statistics, no drop path: pictures of the model as evaluated
-        m, s = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
         out = model.method.pictures(
-            normalize(images, mean, std, dtype),
+            inputs.to_represent(chunk),
             rngs=nnx.Rngs(jax.random.PRNGKey(config.seed + 2)),
-            to_pixels=lambda x: x.astype(jnp.float32) * s + m,
+            to_pixels=getattr(inputs, "to_pixels", None),
         )
         return {name: value.astype(jnp.float32) for name, value in out.items()}
 
     jitted_pictures = jax.jit(
         pictures, in_shardings=(shardings.params, shardings.buffers, replicated), out_shardings=replicated
     )
-    def heldout(params, buffers, images, key):
+    def heldout(params, buffers, chunk, key):
         model = nnx.merge(graphdef, params, buffers, copy=True)
         model.eval()
         with activation_sharding(activations):
-            out = model.method.heldout_metrics(normalize(images, mean, std, dtype), rngs=nnx.Rngs(key))
+            out = model.method.heldout_metrics(inputs.to_represent(chunk), rngs=nnx.Rngs(key))
         return {name: value.astype(jnp.float32) for name, value in out.items()}
 
     jitted_heldout = jax.jit(
@@ -325,10 +302,8 @@ def build_experiment(
             model = nnx.merge(graphdef, params, buffers, copy=True)
             model.eval()
             with activation_sharding(activations):
-                images = model.method.generate(config.eval.batch_size, rngs=nnx.Rngs(key))
-            pixels = images.astype(jnp.float32) * jnp.asarray(std, jnp.float32) + jnp.asarray(mean, jnp.float32)
-            # uint8, as real images reach an encoder: samples are scored as they would be saved.
-            return jnp.round(jnp.clip(pixels, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+                samples = model.method.generate(config.eval.batch_size, rngs=nnx.Rngs(key))
+            return inputs.from_samples(samples)  # images: uint8 pixels, as they would be saved
 
         jitted_generate = jax.jit(
             generate, in_shardings=(shardings.params, shardings.buffers, replicated), out_shardings=replicated
@@ -345,9 +320,7 @@ def build_experiment(
         pictures=jitted_pictures,
         heldout=jitted_heldout,
         generate=jitted_generate,
-        num_views=num_views,
-        view_augmentations=augmentations,
-        augment_on="host" if on_device is None else "device",
+        inputs=inputs,
         step_traces=lambda: traces[0],
     )
 
@@ -372,56 +345,83 @@ def _freeze(tree: Any, frozen_steps: dict[str, int], step: jax.Array) -> Any:
 # ==================================================================================================
 
 
-def map_in_chunks(images: np.ndarray, fn, *, chunk: int, ways: int, mesh) -> list[np.ndarray]:
-    """Applies a jit'd batch function over `images` in fixed-size chunks (padded: one compile)."""
+def map_in_chunks(inputs: Any, fn, *, chunk: int, ways: int, mesh) -> list[np.ndarray]:
+    """Applies a jit'd batch function over `inputs` in fixed-size chunks (padded: one compile).
+
+    `inputs` is an array or a dict of arrays with one leading example axis; `fn` receives the
+    same structure as global, batch-sharded arrays and returns a list of batch arrays.
+    """
+    leaves, treedef = jax.tree.flatten(inputs)
+    total = len(leaves[0])
     chunk = max(ways * jax.process_count(), chunk - chunk % (ways * jax.process_count()))
+    per_process = chunk // jax.process_count()
     outs: list[list[np.ndarray]] = []
-    for start in range(0, len(images), chunk):
-        block = images[start : start + chunk]
-        n = len(block)
-        if n < chunk:
-            block = np.concatenate([block, np.zeros((chunk - n, *block.shape[1:]), block.dtype)])
-        per_process = chunk // jax.process_count()
-        local = block[jax.process_index() * per_process : (jax.process_index() + 1) * per_process]
-        results = fn(sharding.host_batch_to_global({"x": local}, mesh)["x"])
+    for start in range(0, total, chunk):
+        local = {}
+        for i, leaf in enumerate(leaves):
+            block = leaf[start : start + chunk]
+            n = len(block)
+            if n < chunk:
+                block = np.concatenate([block, np.zeros((chunk - n, *block.shape[1:]), block.dtype)])
+            local[str(i)] = block[jax.process_index() * per_process : (jax.process_index() + 1) * per_process]
+        placed = sharding.host_batch_to_global(local, mesh)
+        results = fn(jax.tree.unflatten(treedef, [placed[str(i)] for i in range(len(leaves))]))
         outs.append([np.asarray(multihost_utils.process_allgather(r, tiled=True))[:n] for r in results])
     return [np.concatenate(parts) for parts in zip(*outs)]
+
+
+def as_eval_set(exp: Experiment, eval_data: EvalSet | dict[str, np.ndarray]) -> EvalSet:
+    """`eval_data` as an `EvalSet` (image runs may pass `load_eval_data`'s dict of arrays)."""
+    return eval_data if isinstance(eval_data, EvalSet) else image_eval_set(exp.config, eval_data)
 
 
 def evaluate(
     exp: Experiment,
     state: TrainState,
-    eval_data: dict[str, np.ndarray],
+    eval_data: EvalSet | dict[str, np.ndarray],
     *,
     offline_probe: bool,
     batch_statistics: bool = False,
+    online_probe: bool = True,
 ) -> dict[str, float]:
-    """kNN (and optionally an offline linear probe) on held-out data, plus the online probe's accuracy."""
+    """kNN (and optionally an offline linear probe) on held-out data, the online probe's accuracy
+    and the method's held-out measures.
+
+    kNN and the probes need labels: without a labelled task they are left out (the caller logs
+    why, once). The online probe is reported only when it was trained (labelled training batches).
+    """
     c = exp.config
-    fn = lambda x: exp.represent(state.params, state.buffers, x, batch_statistics)  # noqa: E731
-    ways = sharding.batch_size_per_shard(exp.mesh)
-    train_features, _ = map_in_chunks(eval_data["train_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
-    test_features, test_logits = map_in_chunks(
-        eval_data["test_images"], fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh
-    )
-    results = _feature_evals(c, train_features, test_features, eval_data, offline_probe=offline_probe)
-    results["online_probe"] = float(np.mean(test_logits.argmax(-1) == eval_data["test_labels"]))
-    results.update(heldout_metrics(exp, state, eval_data["test_images"]))
+    ev = as_eval_set(exp, eval_data)
+    results: dict[str, float] = {}
+    if ev.labelled:
+        fn = lambda x: exp.represent(state.params, state.buffers, x, batch_statistics)  # noqa: E731
+        ways = sharding.batch_size_per_shard(exp.mesh)
+        train_features, _ = map_in_chunks(ev.train, fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
+        test_features, test_logits = map_in_chunks(ev.test, fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
+        results.update(feature_evals(c, ev, train_features, test_features, offline_probe=offline_probe))
+        if online_probe and exp.inputs.has_train_labels:
+            results["online_probe"] = float(np.mean(test_logits.argmax(-1) == ev.test_labels))
+    results.update(heldout_metrics(exp, state, ev.test))
     return results
 
 
-def heldout_metrics(exp: Experiment, state: TrainState, images: np.ndarray) -> dict[str, float]:
-    """`{'heldout/<name>': mean over images}` of the method's per-example `heldout_metrics`.
+def heldout_metrics(exp: Experiment, state: TrainState, inputs: Any) -> dict[str, float]:
+    """`{'heldout/<name>': mean over the split}` of the method's per-example `heldout_metrics`,
+    plus what the method derives from those means (`summarize_heldout`).
 
+    `inputs`: the held-out split, a dict of arrays (`EvalSet.test`) or, for images, an array.
     Chunk i draws its noise from `fold_in(key, i)`, so the same weights give the same numbers
     at every eval and on every mesh. Empty (nothing run) when the method defines none.
     """
     c = exp.config
+    if not isinstance(inputs, dict):
+        inputs = {"image": inputs}
     ways = sharding.batch_size_per_shard(exp.mesh)
     base_key = jax.random.PRNGKey(c.seed + 3)
-    abstract_images = jax.ShapeDtypeStruct((ways * jax.process_count(), *images.shape[1:]), jnp.uint8)
-    names = sorted(jax.eval_shape(exp.heldout, state.params, state.buffers, abstract_images, base_key))
-    if not names or len(images) == 0:
+    size = ways * jax.process_count()
+    abstract = {k: jax.ShapeDtypeStruct((size, *v.shape[1:]), v.dtype) for k, v in inputs.items()}
+    names = sorted(jax.eval_shape(exp.heldout, state.params, state.buffers, abstract, base_key))
+    if not names or len(next(iter(inputs.values()))) == 0:
         return {}
     chunks = itertools.count()
 
@@ -429,62 +429,61 @@ def heldout_metrics(exp: Experiment, state: TrainState, images: np.ndarray) -> d
         out = exp.heldout(state.params, state.buffers, x, jax.random.fold_in(base_key, next(chunks)))
         return [out[name] for name in names]
 
-    values = map_in_chunks(images, fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
-    return {f"heldout/{name}": float(np.mean(v, dtype=np.float64)) for name, v in zip(names, values)}
+    values = map_in_chunks(inputs, fn, chunk=c.eval.batch_size, ways=ways, mesh=exp.mesh)
+    means = {name: float(np.mean(v, dtype=np.float64)) for name, v in zip(names, values)}
+    means.update(methods.get_method_class(c.method.name).summarize_heldout(dict(means)))
+    return {f"heldout/{name}": value for name, value in means.items()}
 
 
-def _feature_evals(config, train_features, test_features, eval_data, *, offline_probe: bool) -> dict[str, float]:
-    """kNN and (optionally) the offline linear probe of one set of features."""
-    args = (train_features, eval_data["train_labels"], test_features, eval_data["test_labels"])
+def feature_evals(config, ev: EvalSet, train_features, test_features, *, offline_probe: bool = True) -> dict[str, float]:
+    """kNN and (optionally) the offline linear probe of one set of features on `ev`'s labelled task."""
+    args = (train_features, ev.train_labels, test_features, ev.test_labels)
     e = config.eval
-    results = {"knn": knn_accuracy(*args, num_classes=config.data.num_classes, k=e.knn_k, temperature=e.knn_temperature)}
+    results = {"knn": knn_accuracy(*args, num_classes=ev.num_classes, k=e.knn_k, temperature=e.knn_temperature)}
     if offline_probe:
         results["linear_probe"] = linear_probe_accuracy(
-            *args, num_classes=config.data.num_classes, steps=e.linear_probe_steps, l2=e.linear_probe_l2
+            *args, num_classes=ev.num_classes, steps=e.linear_probe_steps, l2=e.linear_probe_l2
         )
     return results
 
 
-def picture_batch(exp: Experiment, state: TrainState, eval_data: dict[str, np.ndarray]) -> jax.Array | None:
-    """The first `eval.num_pictures` held-out images, replicated on the mesh, or None.
+def picture_batch(exp: Experiment, state: TrainState, eval_data: EvalSet | dict[str, np.ndarray]) -> Any:
+    """The first `eval.num_pictures` held-out examples, replicated on the mesh, or None.
 
     None when `eval.num_pictures` is 0 or the method makes no pictures (its `pictures` returns
     an empty dict, found by tracing, not running). One fixed batch keeps successive pictures
     comparable; replicated because it is small and need not divide the batch shards.
     """
-    images = eval_data["test_images"][: exp.config.eval.num_pictures]
-    if len(images) == 0:
+    ev = as_eval_set(exp, eval_data)
+    chunk = {k: v[: exp.config.eval.num_pictures] for k, v in ev.test.items()}
+    if len(next(iter(chunk.values()))) == 0:
         return None
-    batch = jax.make_array_from_callback(images.shape, sharding.replicated(exp.mesh), lambda index: images[index])
+    batch = {
+        k: jax.make_array_from_callback(v.shape, sharding.replicated(exp.mesh), lambda index, v=v: v[index])
+        for k, v in chunk.items()
+    }
     if not jax.eval_shape(exp.pictures, state.params, state.buffers, batch):
         return None
     return batch
 
 
-def write_pictures(
-    exp: Experiment, state: TrainState, images: jax.Array | None, writer: MetricWriter, step: int
-) -> None:
-    """The method's pictures of the fixed batch `images` at `step` (nothing when `images` is None)."""
-    if images is not None:
-        pictures = jax.device_get(exp.pictures(state.params, state.buffers, images))
+def write_pictures(exp: Experiment, state: TrainState, batch: Any, writer: MetricWriter, step: int) -> None:
+    """The method's pictures of the fixed batch (nothing when `batch` is None)."""
+    if batch is not None:
+        pictures = jax.device_get(exp.pictures(state.params, state.buffers, batch))
         writer.write_pictures(step, pictures)
 
 
+def baselines(exp: Experiment, ev: EvalSet) -> dict[str, dict[str, float]]:
+    """The data kind's data-only baselines (raw pixels, a unigram model, log-mel features)."""
+    return exp.inputs.baselines(ev, lambda train, test: feature_evals(exp.config, ev, train, test))
+
+
 def raw_pixel_baseline(config: ml_collections.ConfigDict, eval_data: dict[str, np.ndarray]) -> dict[str, float]:
-    pixels = {k: v.reshape(len(v), -1).astype(np.float32) / 255.0 for k, v in eval_data.items() if k.endswith("images")}
-    return _feature_evals(config, pixels["train_images"], pixels["test_images"], eval_data, offline_probe=True)
-
-
-def load_eval_data(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-    """Training split (the kNN bank / probe training set) and held-out split, as arrays."""
-    out = {}
-    for prefix, split in (("train", config.data.train_split), ("test", config.data.eval_split)):
-        source = data.get_source(config.data.name, split, **source_options(config))
-        images, labels = data.load_arrays(
-            source, limit=config.data.max_eval_examples, preprocess=config.data.eval_preprocess
-        )
-        out[f"{prefix}_images"], out[f"{prefix}_labels"] = images, labels
-    return out
+    """kNN and linear probe on raw pixels in [0, 1] (image runs)."""
+    ev = image_eval_set(config, eval_data)
+    pixels = [s["image"].reshape(len(s["image"]), -1).astype(np.float32) / 255.0 for s in (ev.train, ev.test)]
+    return feature_evals(config, ev, *pixels)
 
 
 # ==================================================================================================
@@ -545,31 +544,21 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if is_chief and not save_config(config, os.path.join(workdir, "config.json")):
         log.warning("config.json does not load back exactly (non-JSON values?): `jssl eval` will need --config")
 
-    # data.decode=False is passed as an option only when set: sources other than tfds reject it.
-    decode = None if config.data.get("decode", True) else False
-    train_source = data.get_source(config.data.name, config.data.train_split, **source_options(config), decode=decode)
-    image_shape = data.record_image_shape(train_source)
-    # Mesh, model and step first: a bad mesh or batch size fails before data workers start.
-    exp = build_experiment(config, image_shape=image_shape)
+    # The data kind (images, tokens, waveforms) opens its sources; the mesh, model and step come
+    # next, so a bad mesh or batch size fails before data workers start.
+    exp = build_experiment(config, inputs=make_inputs(config))
     log.info("mesh %s; %d devices; global batch %d", dict(exp.mesh.shape), jax.device_count(), config.global_batch_size)
     if config.eval.frechet_encoder:
         frechet.check_setup(exp)  # before training: a typo must not cost the whole run
-    train_iter = data.make_train_iterator(
-        train_source,
-        global_batch_size=config.global_batch_size,
-        num_views=exp.num_views,
-        augment=exp.view_augmentations,
-        seed=config.seed,
-        num_workers=config.data.num_workers,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        augment_on=exp.augment_on,
-        device_source_size=config.data.get("device_source_size", 0) or None,
-    )
+    train_iter = exp.inputs.train_iterator(process_index=jax.process_index(), process_count=jax.process_count())
     train_iter = data.DevicePrefetch(
         train_iter, place=lambda batch: sharding.host_batch_to_global(batch, exp.mesh), size=config.data.device_prefetch
     )
-    eval_data = load_eval_data(config)
+    eval_set = exp.inputs.eval_set()
+    if not eval_set.labelled:
+        log.info("kNN and linear probes: skipped (the %s data has no labelled task)", exp.inputs.kind)
+    elif not exp.inputs.has_train_labels:
+        log.info("online probe: skipped (training batches of %s carry no labels)", exp.inputs.kind)
 
     # ==============================================================================================
     # Checkpoint: resume if the workdir has one
@@ -589,7 +578,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     start_step = int(state.step)
 
     writer = MetricWriter(workdir)
-    pictures = picture_batch(exp, state, eval_data)
+    pictures = picture_batch(exp, state, eval_set)
     progress = None
     if config.progress_bar and is_chief and start_step < config.total_steps:
         from tqdm.auto import tqdm
@@ -627,7 +616,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                     last_saved = done
 
             if config.eval.every_steps and done % config.eval.every_steps == 0 and done != config.total_steps:
-                results = evaluate(exp, state, eval_data, offline_probe=False)
+                results = evaluate(exp, state, eval_set, offline_probe=False)
                 writer.write_scalars(done, {f"eval/{k}": v for k, v in results.items()})
                 log.info("step %d eval %s", done, results)
                 write_pictures(exp, state, pictures, writer, done)
@@ -641,24 +630,36 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     # ==============================================================================================
     # Final evals
     # ==============================================================================================
-    final = {"step": int(state.step), "ssl": evaluate(exp, state, eval_data, offline_probe=True)}
+    final = {"step": int(state.step), "ssl": evaluate(exp, state, eval_set, offline_probe=True)}
     if config.eval.baselines:
         random_state = exp.init_state()
         # An untrained network's BN running statistics are placeholders (0 and 1), which would
         # make this baseline needlessly weak: it normalizes with real batch statistics instead.
-        final["random_init"] = evaluate(exp, random_state, eval_data, offline_probe=True, batch_statistics=True)
-        del final["random_init"]["online_probe"]  # an untrained probe: not a baseline
-        final["raw_pixels"] = raw_pixel_baseline(config, eval_data)
+        final["random_init"] = evaluate(
+            exp, random_state, eval_set, offline_probe=True, batch_statistics=True, online_probe=False
+        )
+        if eval_set.labelled:
+            final.update(baselines(exp, eval_set))
+        else:  # data-only baselines that need no labels (a unigram model) still apply
+            final.update(exp.inputs.baselines(eval_set, lambda train, test: {}))
     if config.eval.frechet_encoder:
-        final["ssl"].update(frechet.frechet_evaluation(exp, state, eval_data))
+        final["ssl"].update(frechet.frechet_evaluation(exp, state, eval_set))
+    if exp.generate is not None and type(exp.inputs).log_samples is not Inputs.log_samples:
+        samples = np.asarray(jax.device_get(exp.generate(state.params, state.buffers, jax.random.PRNGKey(config.seed + 4))))
+        logged = exp.inputs.log_samples(samples)
+        for name, value in logged.items():
+            log.info("%s sample at step %d:\n%s", name, final["step"], value)
+        writer.write_texts(final["step"], {k: v for k, v in logged.items() if isinstance(v, str)})
+        final["ssl"]["samples"] = logged
     final["eval"] = {
-        "train_split": config.data.train_split,
-        "test_split": config.data.eval_split,
-        "num_train": int(len(eval_data["train_labels"])),
-        "num_test": int(len(eval_data["test_labels"])),
+        **eval_set.info,
+        "task": eval_set.task if eval_set.labelled else None,
+        "num_train": int(len(next(iter(eval_set.train.values())))),
+        "num_test": int(len(next(iter(eval_set.test.values())))),
         "knn_k": config.eval.knn_k,
         "knn_temperature": config.eval.knn_temperature,
         "random_init_batchnorm": "per-batch statistics (an untrained network has no running statistics)",
+        **exp.inputs.describe(),
     }
     scalars = {f"final/{k}": v for k, v in final["ssl"].items() if isinstance(v, (int, float))}
     writer.write_scalars(final["step"], scalars)

@@ -205,7 +205,9 @@ def test_methods_without_pictures_get_no_picture_batch():
     mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
     exp = build_experiment(config, image_shape=IMAGE_SHAPE, mesh=mesh)
     state = jax.eval_shape(exp.init_state)  # tracing only: nothing compiles or runs
-    assert picture_batch(exp, state, {"test_images": np.zeros((8, *IMAGE_SHAPE), np.uint8)}) is None
+    images, labels = np.zeros((8, *IMAGE_SHAPE), np.uint8), np.zeros(8, np.int32)
+    eval_data = {"train_images": images, "train_labels": labels, "test_images": images, "test_labels": labels}
+    assert picture_batch(exp, state, eval_data) is None
 
 
 def _tensorboard_image_tags(directory: str) -> set[str]:

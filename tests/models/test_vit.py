@@ -403,6 +403,6 @@ def test_evaluation_features_are_deterministic_with_drop_path():
     images = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
     # batch_statistics=True is the random-init baseline's mode: BatchNorm from the batch, yet
     # still no dropped paths.
-    outputs = [exp.represent(state.params, state.buffers, images, mode)[0] for mode in (False, True, True)]
+    outputs = [exp.represent(state.params, state.buffers, {"image": images}, mode)[0] for mode in (False, True, True)]
     for other in outputs[1:]:
         np.testing.assert_array_equal(other, outputs[0])
