@@ -31,7 +31,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.global_batch_size = 64
     config.model.name = "cpc_tiny"
     config.model.kwargs = ml_collections.ConfigDict()
-    config.method = ml_collections.ConfigDict(dict(name="cpc", prediction_steps=12, temperature=1.0))
+    config.method.update(dict(name="cpc", prediction_steps=12, temperature=1.0))
 
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 2e-3

@@ -25,7 +25,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.global_batch_size = 64
     config.model.name = "wav2vec2_tiny"
     config.model.kwargs = ml_collections.ConfigDict()
-    config.method = ml_collections.ConfigDict(
+    config.method.update(
         dict(
             name="wav2vec2", mask_prob=0.65, mask_length=5, min_masks=2, num_negatives=20, logit_temperature=0.1,
             codebook_groups=2, codebook_entries=32, codebook_dim=64, final_dim=64, diversity_weight=0.1,

@@ -32,6 +32,7 @@ Models are found by name in `AUDIO_MODELS` (`get_audio_model`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,6 +83,25 @@ def dense(in_dim: int, out_dim: int, axes: tuple[str | None, str | None], *, use
     )  # fmt: skip
 
 
+def conv1d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, padding: int = 0, groups: int = 1) -> jax.Array:
+    """`x: [batch, time, in]` * `kernel: [k, in / groups, out]` -> `[batch, time', out]`, zero `padding` both sides.
+
+    Groups run as one plain convolution each, concatenated, not through `feature_group_count`:
+    XLA's SPMD partitioner (jax 0.10, CPU) doubles the kernel gradient of a grouped convolution
+    when the batch is sharded over one mesh axis and replicated over another (data=4 x
+    tensor=2), which the tensor-parallel test caught. Same arithmetic, G smaller convolutions.
+    """
+    conv = functools.partial(
+        jax.lax.conv_general_dilated, window_strides=(stride,), padding=((padding, padding),),
+        dimension_numbers=("NWC", "WIO", "NWC"),
+    )  # fmt: skip
+    if groups == 1:
+        return conv(x, kernel)
+    cin, cout = x.shape[-1] // groups, kernel.shape[-1] // groups
+    outs = [conv(x[..., g * cin : (g + 1) * cin], kernel[..., g * cout : (g + 1) * cout]) for g in range(groups)]
+    return jnp.concatenate(outs, axis=-1)
+
+
 class Conv1d(nnx.Module):
     """1-D convolution over `[batch, time, channels]`, kernel `[kernel, in / groups, out]` (He init)."""
 
@@ -99,11 +119,8 @@ class Conv1d(nnx.Module):
         return self.kernel.get_value()
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype), self.weight().astype(self.dtype), window_strides=(self.stride,),
-            padding=((self.padding, self.padding),), dimension_numbers=("NWC", "WIO", "NWC"),
-            feature_group_count=self.groups,
-        )  # fmt: skip
+        y = conv1d(x.astype(self.dtype), self.weight().astype(self.dtype), stride=self.stride, padding=self.padding,
+                   groups=self.groups)  # fmt: skip
         if self.bias is not None:
             y = y + self.bias.get_value().astype(y.dtype)
         return y
@@ -207,11 +224,8 @@ class ConvPositionalEmbedding(nnx.Module):
         if self.gain is not None:
             v = self.conv.kernel.get_value()
             w = self.gain.get_value()[:, None, None] * v / jnp.linalg.norm(v, axis=(1, 2), keepdims=True)
-            y = jax.lax.conv_general_dilated(
-                x.astype(self.conv.dtype), w.astype(self.conv.dtype), window_strides=(1,),
-                padding=((self.conv.padding, self.conv.padding),), dimension_numbers=("NWC", "WIO", "NWC"),
-                feature_group_count=self.conv.groups,
-            ) + self.conv.bias.get_value().astype(self.conv.dtype)  # fmt: skip
+            y = conv1d(x.astype(self.conv.dtype), w.astype(self.conv.dtype), padding=self.conv.padding,
+                       groups=self.conv.groups) + self.conv.bias.get_value().astype(self.conv.dtype)  # fmt: skip
         else:
             y = self.conv(x)
         if self.trim:
