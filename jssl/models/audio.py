@@ -398,7 +398,10 @@ class CPCModel(nnx.Module):
 
     `__call__` pools the context vectors c_t over the real frames (`[b, context_dim]`), the
     representation the paper's linear classifiers read. The GRU is replicated (small); padding
-    is a suffix, so it never reaches the context of a real frame.
+    is a suffix, so it never reaches the context of a real frame. Edge effect: the convs pad with
+    zeros (the reference code's paddings), so the last real frame of a clip sees zeros past its
+    end when the clip fills the batch, and the layers' response to padding samples (whatever
+    their values) when it is padded: its features differ slightly between the two.
     """
 
     def __init__(self, *, conv_layers: ConvSpec = CPC_CONV, paddings: Sequence[int] = (3, 2, 1, 1, 1),

@@ -97,9 +97,11 @@ def test_padding_does_not_change_the_representation():
     for m in (model, cpc):
         a, b = run(m, jnp.asarray(zeros), jnp.asarray(mask)), run(m, jnp.asarray(noise), jnp.asarray(mask))
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
-        # ... and the unpadded clip gives the same features too.
-        c = run(m, jnp.asarray(clip), jnp.ones((1, 6000), bool))
-        np.testing.assert_allclose(np.asarray(c), np.asarray(a), rtol=1e-4, atol=1e-5)
+    # wav2vec 2.0's convs have no padding, so the unpadded clip gives the same features too (CPC's
+    # padded convs see zeros past an unpadded clip's end: an edge effect, see `CPCModel`).
+    c = run(model, jnp.asarray(clip), jnp.ones((1, 6000), bool))
+    np.testing.assert_allclose(np.asarray(c), np.asarray(run(model, jnp.asarray(zeros), jnp.asarray(mask))),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
 
 
 def test_feature_norm_variants_and_position_conv_weight_norm():

@@ -38,7 +38,9 @@ def test_every_cpu_recipe_is_listed_simclr_first():
     assert names[0] == "simclr"
     from jssl import methods
 
-    assert set(names) == set(methods.METHODS), "each method needs configs/<method>_mnist.py (and nothing else does)"
+    # The image methods; the text and audio methods have their own recipes (configs/*_digits.py, ...).
+    image_methods = {n for n, cls in methods.METHODS.items() if cls.inputs == "images"}
+    assert set(names) == image_methods, "each image method needs configs/<method>_mnist.py (and nothing else does)"
 
 
 def test_rerunning_some_methods_keeps_the_other_rows(tmp_path):
