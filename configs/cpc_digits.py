@@ -27,7 +27,7 @@ from jssl import config as common
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     common.spoken_digits(config)
-    config.total_steps = 600
+    config.total_steps = 300
     config.global_batch_size = 64
     config.model.name = "cpc_tiny"
     config.model.kwargs = ml_collections.ConfigDict()
@@ -38,7 +38,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.lr_scaling_batch = 256
     config.optimizer.weight_decay = 0.0
     config.optimizer.warmup_steps = 30
-    config.eval.every_steps = 200
+    config.eval.every_steps = 100
 
     if variant == "smoke":
         common.make_smoke(config)

@@ -22,8 +22,8 @@ downsampling, 10 ms frames, kernels 10,8,4,4,4, 512 channels, ReLU) and a GRU co
 (`CPCModel`).
 
 Padding: every model takes `waveform: [batch, samples]` and `mask: [batch, samples]` whose real
-samples are a prefix; frame masks follow from the conv length formula (`conv_output_length`), so
-a frame is real when its whole receptive field lies in the real samples (fairseq's rule).
+samples are a prefix; frame masks follow from the conv length formula (`real_frames`), so a
+frame is real when its whole receptive field lies in the real samples (fairseq's rule).
 
 Sharding: conv kernels `[kernel, conv_in, conv_out]`, dense kernels `[in, out]` with `embed` on
 the Transformer side; activations are constrained to the batch axes at module boundaries.
@@ -61,9 +61,23 @@ def conv_output_length(length: Any, *, layers: ConvSpec, paddings: Sequence[int]
     return length
 
 
+def real_frames(samples: Any, *, layers: ConvSpec, paddings: Sequence[int] | None = None) -> Any:
+    """Frames whose receptive field ends inside the first `samples` samples (ints or int arrays).
+
+    As `conv_output_length` with each layer's padding on the left only: a frame that reads the
+    right-hand zero padding (or, in a padded batch, the padding samples) is not real, so a clip's
+    real frames are the same whether it is padded or not.
+    """
+    length = samples
+    for (_, k, s), p in zip(layers, paddings or (0,) * len(layers)):
+        length = (length + p - k) // s + 1
+        length = jnp.maximum(length, 0) if isinstance(length, jax.Array) else max(length, 0)
+    return length
+
+
 def _frame_mask(mask: jax.Array, *, layers: ConvSpec, paddings: Sequence[int] | None, frames: int) -> jax.Array:
     """bool `[batch, frames]`: the frames whose receptive field lies in the real samples of `mask [b, T]`."""
-    lengths = conv_output_length(jnp.sum(mask.astype(jnp.int32), axis=1), layers=layers, paddings=paddings)
+    lengths = real_frames(jnp.sum(mask.astype(jnp.int32), axis=1), layers=layers, paddings=paddings)
     return jnp.arange(frames)[None, :] < lengths[:, None]
 
 
@@ -398,10 +412,10 @@ class CPCModel(nnx.Module):
 
     `__call__` pools the context vectors c_t over the real frames (`[b, context_dim]`), the
     representation the paper's linear classifiers read. The GRU is replicated (small); padding
-    is a suffix, so it never reaches the context of a real frame. Edge effect: the convs pad with
-    zeros (the reference code's paddings), so the last real frame of a clip sees zeros past its
-    end when the clip fills the batch, and the layers' response to padding samples (whatever
-    their values) when it is padded: its features differ slightly between the two.
+    is a suffix, so it never reaches the context of a real frame. The convs pad with zeros on both
+    sides (the reference code's paddings, so that T samples give T / 160 frames); frames that read
+    the right-hand padding are not real (`real_frames`: 99 of the 100 frames of a 1 s crop), so a
+    clip's features do not depend on whether, or with what, it is padded.
     """
 
     def __init__(self, *, conv_layers: ConvSpec = CPC_CONV, paddings: Sequence[int] = (3, 2, 1, 1, 1),
