@@ -2,7 +2,28 @@
 
 Data as every `configs/*_digits.py` (`jssl.config.spoken_digits`): ten digits in 16 synthesized
 voices, 12 voices train (1,920 clips), 4 unseen voices held out (640); 0.5 s training crops
-(25 frames of 20 ms).
+(24 frames of 20 ms).
+
+The paper's base recipe scaled to a 2-core CPU:
+* model `wav2vec2_tiny`: the base feature encoder's kernels and strides (320x, 20 ms frames) at
+  64 channels, GroupNorm after the first conv; 2 Transformer blocks of 128 (4 heads, MLP 256);
+  position conv kernel 32 in 8 groups (base: 128 / 16; 24 frames here);
+* masking: mask_prob 0.65 with spans of 5 frames (base: 10 over clips of hundreds of frames),
+  at least 2 spans, about 53% of the real frames masked;
+* quantizer: 2 codebooks of 32 entries (base: 320), codewords 32 (64 in all), projection 64;
+  20 distractors (base: 100), kappa 0.1; diversity weight 0.1 (over the masked frames) and
+  feature penalty 10 as the paper; Gumbel temperature 2 -> 0.5 by 0.995 a step (base:
+  0.999995 over 400k steps; here it reaches 0.5 at step 277 of 300);
+* AdamW (b2 0.98, weight decay 0.01) at 2e-3 (8e-3 per 256 clips), 50 warm-up steps, cosine;
+  300 steps of 64 clips (10 epochs).
+
+Tuning (the direct training loop of the same method, 150-200 steps, shared CPU): at lr 5e-4 the
+contrastive loss sat at chance (log 21 = 3.04) for 150 steps and the probe fell below the
+random encoder's (0.73 vs 0.84); at 2e-3 the contrastive accuracy left chance by step 100 and
+the probe reached 0.963 at step 200.
+
+Measured (2026-12-01, 2-core CPU shared with two other agents' jobs, load average ~10):
+RESULTS_PLACEHOLDER
 
 Launch:
   python -m jssl.cli train --config configs/wav2vec2_digits.py --workdir runs/wav2vec2_digits
@@ -21,7 +42,7 @@ from jssl import config as common
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config = common.base_config()
     common.spoken_digits(config)
-    config.total_steps = 400
+    config.total_steps = 300
     config.global_batch_size = 64
     config.model.name = "wav2vec2_tiny"
     config.model.kwargs = ml_collections.ConfigDict()
@@ -39,7 +60,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.optimizer.b2 = 0.98
     config.optimizer.weight_decay = 0.01
     config.optimizer.warmup_steps = 50
-    config.eval.every_steps = 200
+    config.eval.every_steps = 100
 
     if variant == "smoke":
         common.make_smoke(config)
