@@ -1,7 +1,8 @@
 """Every method's CPU recipe, run for real, in one table: `python -m benchmarks.methods_table`.
 
-Runs `jssl train --config configs/<method>_mnist.py` for each method (one at a time, so timings
-are of a quiet machine), then prints the README results table from each run's `results.json`
+Runs `jssl train --config configs/<method>_mnist.py` for each image method, and the text and
+audio methods' CPU recipes (`SEQUENCE_RECIPES`: pydoc text, spoken digits), one at a time so
+timings are of a quiet machine, then prints the README results table from each run's `results.json`
 and `metrics.jsonl`: held-out kNN, linear probe and online probe of the SSL encoder beside the
 random-init and raw-pixel baselines, wall time (everything: start-up, compile, evals) and the
 median step time. `--total-steps 150` reruns the short-budget check. Finished runs are reused
@@ -30,10 +31,19 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# Text and audio methods: their CPU recipe on the embedded corpus / spoken digits.
+SEQUENCE_RECIPES = {"gpt": "gpt_pydoc", "bert": "bert_pydoc", "cpc": "cpc_digits", "wav2vec2": "wav2vec2_digits"}
+
+
 def recipes() -> list[str]:
-    """Method names with a CPU recipe `configs/<method>_mnist.py`, SimCLR (the default run) first."""
+    """Method names with a CPU recipe (`configs/<method>_mnist.py`, or `SEQUENCE_RECIPES`), SimCLR first."""
     names = sorted(os.path.basename(p)[: -len("_mnist.py")] for p in glob.glob(os.path.join(REPO, "configs", "*_mnist.py")))
-    return sorted(names, key=lambda n: (n != "simclr", n))
+    names += [m for m, cfg in SEQUENCE_RECIPES.items() if os.path.exists(os.path.join(REPO, "configs", f"{cfg}.py"))]
+    return sorted(names, key=lambda n: (n != "simclr", n in SEQUENCE_RECIPES, n))
+
+
+def recipe_config(method: str) -> str:
+    return SEQUENCE_RECIPES.get(method, f"{method}_mnist")
 
 
 def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool, extra: tuple[str, ...] = ()) -> dict:
@@ -47,7 +57,7 @@ def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool, ext
         shutil.rmtree(workdir, ignore_errors=True)  # a half-finished run must not be resumed
         command = [
             sys.executable, "-m", "jssl.cli", "train",
-            f"--config={os.path.join(REPO, 'configs', f'{method}_mnist.py')}",
+            f"--config={os.path.join(REPO, 'configs', f'{recipe_config(method)}.py')}",
             f"--workdir={workdir}", "--config.progress_bar=false",
         ]
         if total_steps:
@@ -63,7 +73,10 @@ def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool, ext
         with open(timing_path, "w") as f:
             json.dump({"wall_s": wall, "command": command[2:]}, f)
     results = json.load(open(results_path))
-    wall = json.load(open(timing_path))["wall_s"]
+    if os.path.exists(timing_path):
+        wall = json.load(open(timing_path))["wall_s"]
+    else:  # a run made by hand: config.json is written at its start, results.json at its end
+        wall = os.path.getmtime(results_path) - os.path.getmtime(os.path.join(workdir, "config.json"))
     step_times = []
     collapse = []
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -78,14 +91,20 @@ def run_one(method: str, workdir: str, total_steps: int | None, rerun: bool, ext
 
     run_config = load_config(os.path.join(workdir, "config.json"))
     config = run_config.to_dict()
+    cls = get_method_class(run_config.method.name)
     return {
         "method": method,
+        "config": recipe_config(method),
+        "inputs": cls.inputs,
         "steps": results["step"],
         "batch": config["global_batch_size"],
-        "views": get_method_class(run_config.method.name).num_views(run_config),
+        "views": cls.num_views(run_config) if cls.inputs == "images" else 1,
         "ssl": results["ssl"],
         "random_init": results.get("random_init", {}),
         "raw_pixels": results.get("raw_pixels", {}),
+        # Data-only baselines of text and audio (unigram model, bag of tokens, log-mel features).
+        "baselines": {k: v for k, v in results.items() if k not in ("step", "ssl", "random_init", "raw_pixels", "eval")},
+        "task": results.get("eval", {}).get("task"),
         "wall_s": wall,
         # The median of the logged intervals: eval steps and the first (compiling) interval are outliers.
         "step_s": statistics.median(step_times[1:] or step_times),
@@ -103,6 +122,8 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r.get("inputs", "images") != "images":
+            continue
         ssl, rnd, raw = r["ssl"], r["random_init"], r["raw_pixels"]
         minutes, seconds = divmod(round(r["wall_s"]), 60)
         lines.append(
@@ -125,6 +146,8 @@ def generative_markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|",
     ]
     for r in rows:
+        if r.get("inputs", "images") != "images":
+            continue
         ssl, rnd = r["ssl"], r["random_init"]
         # Natural order: denoise_mse_t50 before denoise_mse_t250.
         measures = sorted((k for k in ssl if k.startswith("heldout/")), key=_natural_key)
@@ -142,6 +165,45 @@ def generative_markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['method']} | {r['steps']} x {r['batch']} | {'; '.join(cells)} | {frechet} "
             f"| {minutes} min {seconds:02d} s |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def sequence_markdown(rows: list[dict]) -> str:
+    """The text and audio methods' table: the held-out measure against its data-only baseline,
+    and the probes of the pooled features against random init and the data's own features."""
+
+    def num(x, fmt=".3f"):
+        return format(x, fmt) if isinstance(x, (int, float)) else "-"
+
+    lines = [
+        "| method | config | steps x batch | held-out measure (baseline) | probe task | kNN / linear probe "
+        "| random-init kNN / probe | data-feature kNN / probe | wall | step |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.get("inputs", "images") == "images":
+            continue
+        ssl, rnd, base = r["ssl"], r["random_init"], r.get("baselines", {})
+        unigram = base.get("unigram", {})
+        if "heldout/perplexity" in ssl:
+            measure = f"perplexity **{ssl['heldout/perplexity']:.1f}** (unigram {num(unigram.get('perplexity'), '.1f')})"
+        elif "heldout/masked_accuracy" in ssl:
+            measure = (
+                f"masked-token accuracy **{ssl['heldout/masked_accuracy']:.3f}** "
+                f"(most frequent token {num(unigram.get('most_frequent_token_accuracy'))})"
+            )
+        else:
+            measure = "-"
+        features = next((v for k, v in base.items() if k != "unigram" and isinstance(v, dict) and "knn" in v), {})
+        feature_name = next((k for k, v in base.items() if v is features), "")
+        minutes, seconds = divmod(round(r["wall_s"]), 60)
+        lines.append(
+            f"| {r['method']} | `{r['config']}` | {r['steps']} x {r['batch']} | {measure} | {r.get('task') or '-'} "
+            f"| **{num(ssl.get('knn'))}** / **{num(ssl.get('linear_probe'))}** "
+            f"| {num(rnd.get('knn'))} / {num(rnd.get('linear_probe'))} "
+            f"| {feature_name + ' ' if feature_name else ''}{num(features.get('knn'))} / {num(features.get('linear_probe'))} "
+            f"| {minutes} min {seconds:02d} s | {r['step_s']:.2f} s |"
         )
     return "\n".join(lines) if len(lines) > 2 else ""
 
@@ -170,7 +232,7 @@ def main() -> None:
     names = args.methods or recipes()
     unknown = sorted(set(names) - set(recipes()))
     if unknown:
-        raise SystemExit(f"no configs/<method>_mnist.py for {unknown}; known: {recipes()}")
+        raise SystemExit(f"no CPU recipe (configs/<method>_mnist.py or {SEQUENCE_RECIPES}) for {unknown}; known: {recipes()}")
     tag = f"{args.total_steps}steps" if args.total_steps else "recipe"
     out = args.out or os.path.join(REPO, "benchmarks", "results", f"methods_table_{tag}.json")
     stamp = {
@@ -185,8 +247,9 @@ def main() -> None:
         new_rows.append({**row, **stamp})
     payload = merge_rows(out, new_rows, stamp)
     print(payload["table"])
-    if payload["generative_table"]:
-        print("\n" + payload["generative_table"])
+    for key in ("generative_table", "sequence_table"):
+        if payload.get(key):
+            print("\n" + payload[key])
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(payload, f, indent=2)
@@ -207,7 +270,8 @@ def merge_rows(path: str, new_rows: list[dict], stamp: dict) -> dict:
     rows = [fresh.pop(r["method"], r) for r in rows] + list(fresh.values())
     order = {name: i for i, name in enumerate(recipes())}
     rows.sort(key=lambda r: order.get(r["method"], len(order)))
-    return {**stamp, "rows": rows, "table": markdown(rows), "generative_table": generative_markdown(rows)}
+    return {**stamp, "rows": rows, "table": markdown(rows), "generative_table": generative_markdown(rows),
+            "sequence_table": sequence_markdown(rows)}
 
 
 if __name__ == "__main__":

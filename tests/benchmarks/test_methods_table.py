@@ -38,9 +38,9 @@ def test_every_cpu_recipe_is_listed_simclr_first():
     assert names[0] == "simclr"
     from jssl import methods
 
-    # The image methods; the text and audio methods have their own recipes (configs/*_digits.py, ...).
-    image_methods = {n for n, cls in methods.METHODS.items() if cls.inputs == "images"}
-    assert set(names) == image_methods, "each image method needs configs/<method>_mnist.py (and nothing else does)"
+    assert set(names) == set(methods.METHODS), "each method needs a CPU recipe (and nothing else does)"
+    image = [n for n in names if n not in methods_table.SEQUENCE_RECIPES]
+    assert names[: len(image)] == image, "image methods first, then text and audio"
 
 
 def test_rerunning_some_methods_keeps_the_other_rows(tmp_path):
@@ -68,3 +68,21 @@ def test_generative_rows_get_their_own_table():
     assert "simclr" not in table
     assert "| vae | 900 x 128 | bits_per_dim 0.1753; neg_elbo_nats 95.25 (545) | 12.5 / 1.25 | 5 min 01 s |" in table
     assert methods_table.generative_markdown([plain]) == ""
+
+
+def test_text_and_audio_rows_get_their_own_table():
+    gpt = {"method": "gpt", "config": "gpt_pydoc", "inputs": "tokens", "steps": 500, "batch": 32, "views": 1,
+           "wall_s": 400.0, "step_s": 0.5, "task": "pydoc topic (12 classes, 128-token windows)",
+           "ssl": {"knn": 0.41, "linear_probe": 0.52, "heldout/perplexity": 61.23, "heldout/nll": 4.11},
+           "random_init": {"knn": 0.2, "linear_probe": 0.3}, "raw_pixels": {},
+           "baselines": {"unigram": {"perplexity": 384.4}, "bag_of_tokens": {"knn": 0.35, "linear_probe": 0.6}}}
+    cpc = {"method": "cpc", "config": "cpc_digits", "inputs": "waveforms", "steps": 900, "batch": 64, "views": 1,
+           "wall_s": 61.0, "step_s": 0.2, "task": "digit", "ssl": {"knn": 0.8, "linear_probe": 0.9},
+           "random_init": {"knn": 0.4, "linear_probe": 0.5}, "raw_pixels": {},
+           "baselines": {"log_mel": {"knn": 0.7, "linear_probe": 0.85}}}
+    table = methods_table.sequence_markdown([gpt, cpc])
+    assert ("| gpt | `gpt_pydoc` | 500 x 32 | perplexity **61.2** (unigram 384.4) | pydoc topic (12 classes, "
+            "128-token windows) | **0.410** / **0.520** | 0.200 / 0.300 | bag_of_tokens 0.350 / 0.600 | 6 min 40 s | 0.50 s |") in table
+    assert "| cpc | `cpc_digits` | 900 x 64 | - | digit | **0.800** / **0.900** | 0.400 / 0.500 | log_mel 0.700 / 0.850 |" in table
+    # Neither leaks into the image tables.
+    assert "gpt" not in methods_table.markdown([gpt, cpc]) and methods_table.generative_markdown([gpt]) == ""
