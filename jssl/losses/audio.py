@@ -28,6 +28,7 @@ def cpc(
     future: jax.Array,
     weights: jax.Array,
     *,
+    mask: jax.Array | None = None,
     temperature: float = 1.0,
     axis_name: AxisName = None,
 ) -> tuple[jax.Array, Metrics]:
@@ -43,6 +44,9 @@ def cpc(
       future: [batch, time, latent_dim] encoder latents z_t to be predicted.
       weights: [K, context_dim, latent_dim] one prediction matrix W_k per step (a model
         parameter; gradients flow into it).
+      mask: optional [batch, time] bool, True at real (not padding) steps of clips shorter
+        than the batch's. A term (b, t, k) counts only where both t and t + k are real, and
+        padding steps are never negatives. None: every step is real.
       temperature: divides the scores; the paper's bilinear score has none (1.0).
       axis_name: mesh axis the batch is sharded over, inside `shard_map`.
 
@@ -69,24 +73,32 @@ def cpc(
         raise ValueError(f"{fn}: `weights` must be [K, {dc}, {future.shape[2]}], got {tuple(weights.shape)}.")
     if not 1 <= k_steps < t:
         raise ValueError(f"{fn}: need 1 <= K < time, got K={k_steps}, time={t}.")
+    if mask is not None:
+        _checks.check_array(fn, "mask", mask, ndim=2, kind="any")
+        if mask.shape != (b, t):
+            raise ValueError(f"{fn}: `mask` must be [batch, time] = {(b, t)}, got {tuple(mask.shape)}.")
+    valid = jnp.ones((b, t), jnp.float32) if mask is None else mask.astype(jnp.float32)
     c = context.astype(jnp.float32)
     z = future.astype(jnp.float32)
     w = weights.astype(jnp.float32)
     pos_idx = jnp.arange(b) + _sharding.axis_index(axis_name) * b
-    total, correct, count = 0.0, 0.0, 0
+    total, correct, count = 0.0, 0.0, 0.0
     for k in range(1, k_steps + 1):
         pred = jnp.einsum("btc,cz->btz", c[:, : t - k], w[k - 1])
         cands = _sharding.all_gather(z[:, k:], axis_name)  # [global_b, t - k, z]
+        cand_valid = _sharding.all_gather(valid[:, k:], axis_name)  # [global_b, t - k]
         logits = jnp.einsum("btz,ntz->btn", pred, cands) / temperature
+        logits = jnp.where(cand_valid.T[None] > 0, logits, _NEG)
         logp = jax.nn.log_softmax(logits, axis=-1)
-        total = total - jnp.sum(
-            jnp.take_along_axis(logp, jnp.broadcast_to(pos_idx[:, None, None], (b, t - k, 1)), axis=-1)
-        )
-        correct = correct + jnp.sum(jnp.argmax(logits, -1) == pos_idx[:, None])
-        count += b * (t - k)
+        pos_logp = jnp.take_along_axis(logp, jnp.broadcast_to(pos_idx[:, None, None], (b, t - k, 1)), axis=-1)
+        term = valid[:, : t - k] * valid[:, k:]  # both the context step and its target are real
+        total = total - jnp.sum(pos_logp[..., 0] * term)
+        correct = correct + jnp.sum((jnp.argmax(logits, -1) == pos_idx[:, None]) * term)
+        count = count + jnp.sum(term)
+    count = _sharding.psum(count, axis_name)
     return (
-        _sharding.global_mean(total, count, axis_name),
-        {"contrastive_accuracy": _sharding.global_mean(jnp.asarray(correct, jnp.float32), count, axis_name)},
+        _sharding.psum(total, axis_name) / jnp.maximum(count, 1.0),
+        {"contrastive_accuracy": _sharding.psum(correct, axis_name) / jnp.maximum(count, 1.0)},
     )
 
 
@@ -186,7 +198,11 @@ def wav2vec2(
     same utterance: `-log exp(cos(c_t, q_t)/kappa) / sum_{q in {q_t} + Q_t} exp(cos(c_t,q)/kappa)`.
     As in fairseq, a distractor identical to q_t is dropped from the denominator. The
     diversity term `(GV - sum_g exp(H(p_g))) / GV` uses the codebook probabilities averaged
-    over all steps of the (global) batch.
+    over the *masked* steps of the (global) batch, the steps whose quantized targets the
+    contrastive term uses: fairseq quantizes only those steps (`quantizer(y[mask_indices])`)
+    and HF transformers averages with `mask_time_indices`. Earlier jssl versions averaged over
+    all steps; that figure is kept as the diagnostic `codebook_perplexity_all_steps` (not part
+    of the loss). With `axis_name` both averages are global over the devices.
 
     Args:
       context: [batch, time, dim] transformer outputs (projected to the code dim).
@@ -202,8 +218,9 @@ def wav2vec2(
       axis_name: mesh axis the batch is sharded over, inside `shard_map`.
 
     Returns:
-      `(loss, metrics)` with `contrastive`, `diversity`, `codebook_perplexity` and
-      `contrastive_accuracy`.
+      `(loss, metrics)` with `contrastive`, `contrastive_accuracy` and, with
+      `codebook_probs`, `diversity`, `codebook_perplexity` (masked steps, the one in the loss)
+      and `codebook_perplexity_all_steps` (every step; a diagnostic).
 
     References:
       Baevski, Zhou, Mohamed, Auli, "wav2vec 2.0: A Framework for Self-Supervised Learning
@@ -245,11 +262,18 @@ def wav2vec2(
             raise ValueError(f"{fn}: `codebook_probs` must be [batch, time, G, V], got {tuple(codebook_probs.shape)}.")
         p = codebook_probs.astype(jnp.float32)
         g, v = p.shape[2:]
-        steps = p.shape[0] * p.shape[1]
-        avg = _sharding.global_mean(jnp.sum(p, axis=(0, 1)), steps, axis_name)  # [G, V]
-        perplexity = jnp.sum(jnp.exp(-jnp.sum(avg * jnp.log(avg + 1e-7), axis=-1)))
+        avg = _sharding.psum(jnp.einsum("bt,btgv->gv", m, p), axis_name) / jnp.maximum(n_masked, 1.0)  # [G, V]
+        perplexity = _perplexity(avg)
         diversity = (g * v - perplexity) / (g * v)
         loss = loss + diversity_weight * diversity
+        steps = p.shape[0] * p.shape[1]
+        avg_all = _sharding.global_mean(jnp.sum(p, axis=(0, 1)), steps, axis_name)
         metrics["diversity"] = lax.stop_gradient(diversity)
         metrics["codebook_perplexity"] = lax.stop_gradient(perplexity)
+        metrics["codebook_perplexity_all_steps"] = lax.stop_gradient(_perplexity(avg_all))
     return loss, metrics
+
+
+def _perplexity(avg: jax.Array) -> jax.Array:
+    """`sum_g exp(H(avg_g))` of averaged codeword probabilities `avg [G, V]` (fairseq's epsilon)."""
+    return jnp.sum(jnp.exp(-jnp.sum(avg * jnp.log(avg + 1e-7), axis=-1)))

@@ -13,6 +13,7 @@ from jssl.methods.barlow_twins import BarlowTwins
 from jssl.methods.base import Method, MethodOutput
 from jssl.methods.bert import BERT
 from jssl.methods.byol import BYOL
+from jssl.methods.cpc import CPC
 from jssl.methods.dae import DAE
 from jssl.methods.ddpm import DDPM
 from jssl.methods.dino import DINO
@@ -25,6 +26,7 @@ from jssl.methods.simsiam import SimSiam
 from jssl.methods.swav import SwAV
 from jssl.methods.vae import VAE
 from jssl.methods.vicreg import VICReg
+from jssl.methods.wav2vec2 import Wav2Vec2
 
 METHODS: dict[str, type[Method]] = {
     "simclr": SimCLR,
@@ -42,6 +44,8 @@ METHODS: dict[str, type[Method]] = {
     "ddpm": DDPM,
     "bert": BERT,
     "gpt": GPT,
+    "cpc": CPC,
+    "wav2vec2": Wav2Vec2,
 }
 
 
@@ -66,6 +70,7 @@ __all__ = [
     "BERT",
     "BYOL",
     "BarlowTwins",
+    "CPC",
     "DAE",
     "DDPM",
     "DINO",
@@ -80,6 +85,7 @@ __all__ = [
     "SwAV",
     "VAE",
     "VICReg",
+    "Wav2Vec2",
     "build_method",
     "get_method_class",
 ]

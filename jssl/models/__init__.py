@@ -4,7 +4,8 @@
 backbone; unknown names raise a `ValueError` listing the known ones. Denoising networks, which
 map (image, timestep) to an image rather than to features, have their own registry:
 `get_unet('unet', ...)` (`UNETS`); text Transformers (token ids in, features and vocabulary
-logits out) theirs: `get_text_model('gpt2_small', vocab_size=..., ...)` (`TEXT_MODELS`).
+logits out) theirs: `get_text_model('gpt2_small', vocab_size=..., ...)` (`TEXT_MODELS`); raw-waveform
+models (wav2vec 2.0, CPC) theirs: `get_audio_model('wav2vec2_base', ...)` (`AUDIO_MODELS`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from flax import nnx
 
+from jssl.models.audio import AUDIO_MODELS, get_audio_model
 from jssl.models.autoencoder import AUTOENCODERS
 from jssl.models.heads import LinearClassifier, MLPHead
 from jssl.models.resnet import RESNETS, ResNet
@@ -31,6 +33,7 @@ def get_backbone(name: str, *, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
 
 
 __all__ = [
+    "AUDIO_MODELS",
     "BACKBONES",
     "UNETS",
     "LinearClassifier",
@@ -40,6 +43,7 @@ __all__ = [
     "TextTransformer",
     "UNet",
     "VisionTransformer",
+    "get_audio_model",
     "get_backbone",
     "get_text_model",
     "get_unet",

@@ -222,18 +222,23 @@ def next_token(logits, tokens, mask=None):
     return token_ce(np.asarray(logits)[:, :-1], tokens[:, 1:], w[:, 1:])
 
 
-def cpc(context, future, weights, temperature=1.0):
+def cpc(context, future, weights, temperature=1.0, mask=None):
     c = np.asarray(context, np.float64)
     z = np.asarray(future, np.float64)
     w = np.asarray(weights, np.float64)
     b, t, _ = c.shape
+    valid = np.ones((b, t), bool) if mask is None else np.asarray(mask, bool)
     total, count = 0.0, 0
     for k in range(1, w.shape[0] + 1):
         for i in range(b):
             for s in range(t - k):
+                if not (valid[i, s] and valid[i, s + k]):
+                    continue
                 pred = w[k - 1].T @ c[i, s]
-                logits = [float(z[j, s + k] @ pred) / temperature for j in range(b)]
-                total -= logits[i] - _logsumexp(logits)
+                # Negatives: the other sequences' latents at the same step, where they are real.
+                others = [j for j in range(b) if j != i and valid[j, s + k]]
+                logits = [float(z[j, s + k] @ pred) / temperature for j in [i] + others]
+                total -= logits[0] - _logsumexp(logits)
                 count += 1
     return total / count
 
@@ -257,8 +262,9 @@ def wav2vec2(context, quantized, mask, distractors, probs=None, temperature=0.1,
             count += 1
     loss = total / count
     if probs is not None:
-        p = np.asarray(probs, np.float64)
-        avg = p.reshape(-1, p.shape[2], p.shape[3]).mean(0)
+        # Averaged over the masked steps only (fairseq, HF transformers).
+        p = np.asarray(probs, np.float64)[np.asarray(mask, bool)]
+        avg = p.mean(0)
         g, v = avg.shape
         perp = 0.0
         for gi in range(g):
