@@ -58,16 +58,35 @@ def _train(config, workdir: str | None, extra: list[str]) -> None:
     from jssl.train import train  # Heavy imports after flag parsing: `jssl --help` stays fast.
 
     results = train(config, workdir)
-    ssl = results["ssl"]
-    print(
-        f"final: kNN {ssl['knn']:.4f}, linear probe {ssl['linear_probe']:.4f}, online probe {ssl['online_probe']:.4f}"
-    )
-    if "raw_pixels" in results:
-        print(
-            f"baselines: raw pixels kNN {results['raw_pixels']['knn']:.4f} / linear {results['raw_pixels']['linear_probe']:.4f}; "
-            f"random-init kNN {results['random_init']['knn']:.4f} / linear {results['random_init']['linear_probe']:.4f}"
-        )
+    for line in summary_lines(results):
+        print(line)
     print(f"results: {os.path.join(os.path.abspath(workdir), 'results.json')}")
+
+
+def _label(key: str) -> str:
+    if key == "knn":
+        return "kNN"
+    return key.replace("heldout/", "held-out ").replace("_", " ")
+
+
+def _numbers(values: dict) -> str:
+    names = ("knn", "linear_probe", "online_probe")
+    keys = [k for k in names if k in values] + sorted(k for k in values if k.startswith("heldout/"))
+    keys += sorted(k for k, v in values.items() if k not in keys and isinstance(v, float) and not k.startswith("frechet_ref"))
+    return ", ".join(f"{_label(k)} {values[k]:.4g}" for k in keys)
+
+
+def summary_lines(results: dict) -> list[str]:
+    """The end-of-run summary: the SSL numbers and each baseline's, whatever the data kind measured."""
+    lines = [f"final: {_numbers(results['ssl'])}"]
+    baselines = [
+        f"{name.replace('_', ' ')}: {_numbers(values)}"
+        for name, values in results.items()
+        if name not in ("step", "ssl", "eval") and isinstance(values, dict) and _numbers(values)
+    ]
+    if baselines:
+        lines.append("baselines: " + "; ".join(baselines))
+    return lines
 
 
 def _setup_logging() -> None:

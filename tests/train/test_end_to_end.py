@@ -124,3 +124,16 @@ def test_bad_data_is_a_clear_error_before_training(tmp_path, images, labels, mat
     with pytest.raises(ValueError, match=match):
         train(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_summary_prints_what_each_data_kind_measured():
+    from jssl.cli import summary_lines
+
+    image = summary_lines({"step": 3, "ssl": {"knn": 0.5, "linear_probe": 0.625, "online_probe": 0.125},
+                           "random_init": {"knn": 0.25, "linear_probe": 0.2}, "raw_pixels": {"knn": 0.9}, "eval": {}})
+    assert image == ["final: kNN 0.5, linear probe 0.625, online probe 0.125",
+                     "baselines: random init: kNN 0.25, linear probe 0.2; raw pixels: kNN 0.9"]
+    # Text: no probe at all (an unlabelled corpus), held-out measures and a unigram baseline.
+    text = summary_lines({"step": 3, "ssl": {"heldout/perplexity": 61.2, "samples": {"text": "x"}},
+                          "unigram": {"perplexity": 384.4}, "eval": {"task": None}})
+    assert text == ["final: held-out perplexity 61.2", "baselines: unigram: perplexity 384.4"]
