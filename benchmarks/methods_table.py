@@ -193,8 +193,11 @@ def sequence_markdown(rows: list[dict]) -> str:
                 f"masked-token accuracy **{ssl['heldout/masked_accuracy']:.3f}** "
                 f"(most frequent token {num(unigram.get('most_frequent_token_accuracy'))})"
             )
-        else:
-            measure = "-"
+        else:  # the method's own held-out measures (wav2vec 2.0's contrastive accuracy), random init in brackets
+            names = sorted(k for k, v in ssl.items() if k.startswith("heldout/") and isinstance(v, float))
+            measure = "; ".join(
+                f"{k[len('heldout/'):].replace('_', ' ')} **{ssl[k]:.3f}** (random init {num(rnd.get(k))})" for k in names
+            ) or "-"
         features = next((v for k, v in base.items() if k != "unigram" and isinstance(v, dict) and "knn" in v), {})
         feature_name = next((k for k, v in base.items() if v is features), "")
         minutes, seconds = divmod(round(r["wall_s"]), 60)

@@ -77,12 +77,13 @@ def test_text_and_audio_rows_get_their_own_table():
            "random_init": {"knn": 0.2, "linear_probe": 0.3}, "raw_pixels": {},
            "baselines": {"unigram": {"perplexity": 384.4}, "bag_of_tokens": {"knn": 0.35, "linear_probe": 0.6}}}
     cpc = {"method": "cpc", "config": "cpc_digits", "inputs": "waveforms", "steps": 900, "batch": 64, "views": 1,
-           "wall_s": 61.0, "step_s": 0.2, "task": "digit", "ssl": {"knn": 0.8, "linear_probe": 0.9},
-           "random_init": {"knn": 0.4, "linear_probe": 0.5}, "raw_pixels": {},
+           "wall_s": 61.0, "step_s": 0.2, "task": "digit",
+           "ssl": {"knn": 0.8, "linear_probe": 0.9, "heldout/contrastive_accuracy": 0.39},
+           "random_init": {"knn": 0.4, "linear_probe": 0.5, "heldout/contrastive_accuracy": 0.11}, "raw_pixels": {},
            "baselines": {"log_mel": {"knn": 0.7, "linear_probe": 0.85}}}
     table = methods_table.sequence_markdown([gpt, cpc])
     assert ("| gpt | `gpt_pydoc` | 500 x 32 | perplexity **61.2** (unigram 384.4) | pydoc topic (12 classes, "
             "128-token windows) | **0.410** / **0.520** | 0.200 / 0.300 | bag_of_tokens 0.350 / 0.600 | 6 min 40 s | 0.50 s |") in table
-    assert "| cpc | `cpc_digits` | 900 x 64 | - | digit | **0.800** / **0.900** | 0.400 / 0.500 | log_mel 0.700 / 0.850 |" in table
+    assert "| cpc | `cpc_digits` | 900 x 64 | contrastive accuracy **0.390** (random init 0.110) | digit | **0.800** / **0.900** | 0.400 / 0.500 | log_mel 0.700 / 0.850 |" in table
     # Neither leaks into the image tables.
     assert "gpt" not in methods_table.markdown([gpt, cpc]) and methods_table.generative_markdown([gpt]) == ""
