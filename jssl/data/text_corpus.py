@@ -42,6 +42,7 @@ import numpy as np
 SPECIAL_TOKENS = ("[PAD]", "[MASK]", "[BOS]", "[EOS]")
 PAD_ID, MASK_ID, BOS_ID, EOS_ID = range(4)
 TOKENIZER_KINDS = ("bpe",)
+# Under `$JSSL_CACHE` when set (as the spoken digits), else `~/.cache/jssl`.
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "jssl", "text")
 # Bumped when tokenizer training or the token stream layout changes, so old caches are not reused.
 _CACHE_VERSION = 1
@@ -225,7 +226,8 @@ def _tokenizer_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def cache_dir(config: ml_collections.ConfigDict, corpus: Corpus) -> str:
     """`<data.cache_dir or ~/.cache/jssl/text>/<hash of corpus identity and tokenizer settings>`."""
     key = json.dumps({"corpus": corpus.identity, **_tokenizer_settings(config)}, sort_keys=True)
-    root = os.path.expanduser(config.data.cache_dir or DEFAULT_CACHE_DIR)
+    default = os.path.join(os.environ["JSSL_CACHE"], "text") if os.environ.get("JSSL_CACHE") else DEFAULT_CACHE_DIR
+    root = os.path.expanduser(config.data.cache_dir or default)
     return os.path.join(root, hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
