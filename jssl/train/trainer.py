@@ -78,6 +78,11 @@ def make_inputs(config: ml_collections.ConfigDict, **options: Any) -> Inputs:
     return get_inputs(config, methods.get_method_class(config.method.name), **options)
 
 
+def view_augmentations(config: ml_collections.ConfigDict) -> list[str]:
+    """Image methods: one augmentation spec per view (see `jssl.data.image_inputs`)."""
+    return image_inputs.view_augmentations(config, methods.get_method_class(config.method.name))
+
+
 def source_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Image source options from the config (see `jssl.data.image_inputs.source_options`)."""
     return image_inputs.source_options(config)

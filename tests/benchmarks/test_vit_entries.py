@@ -140,7 +140,15 @@ def test_full_size_mae_flops_match_xla():
     assert counts["analytic_forward_flops_per_image"] == pytest.approx(2 * 17.56e9, rel=0.005)
 
 
-@pytest.mark.parametrize("entry", [TINY_MAE, *(tiny_vit(e) for e in GPU_VIT_STEPS[1:])], ids=lambda e: e.method)
+# MAE and MoCo v3 (with a profile) by default; DINO's multi-crop entry is `heavy` (13 s on 2 cores).
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(e, marks=pytest.mark.heavy if e.method == "dino" else ())
+        for e in [TINY_MAE, *(tiny_vit(e) for e in GPU_VIT_STEPS[1:])]
+    ],
+    ids=lambda e: e.method,
+)
 def test_entry_runs_one_step(entry, tmp_path):
     entry = dataclasses.replace(entry, batch=4, warmup=0, steps=1)
     result = run_step(entry, profile_dir=str(tmp_path) if entry.method == "moco_v3" else None)
@@ -154,7 +162,8 @@ def test_entry_runs_one_step(entry, tmp_path):
         assert "Profiled device time" in report({"suite": "t", "commit": "c", "date": "d", "steps": [result]})
 
 
-@pytest.mark.parametrize("mesh", list(MESHES))
+# The tensor mesh (the one whose FLOPs are not simply split) by default; data and FSDP `heavy`.
+@pytest.mark.parametrize("mesh", [m if m == "tensor" else pytest.param(m, marks=pytest.mark.heavy) for m in MESHES])
 def test_scaling_entry_on_8_fake_devices(mesh):
     """Each mesh on 8 fake CPU devices in a worker process. XLA's per-device FLOPs x 8 over the
     analytic whole-step count: ~1 when the work is split (data, FSDP), 8+ when replicated. A

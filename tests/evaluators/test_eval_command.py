@@ -146,7 +146,10 @@ def _losses(directory: str) -> dict[int, float]:
     return out
 
 
+# 75 s on 2 cores: `heavy` (the pretraining's SIGKILL resume runs by default, and fine-tuning
+# checkpoints through the same Checkpointer).
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_finetune_sigkill_then_rerun_resumes_with_identical_losses(pretrained, tmp_path):
     args = [
         "--config.finetune.steps=60",

@@ -73,10 +73,21 @@ def test_step_compiles_once_and_learns_something(name):
     assert max(jax.tree.leaves(moved)) > 0
 
 
+# Every method on the 8-way data mesh (every cross-device batch term); the FSDP mesh (parameters
+# sharded too) for one method per backbone family by default, the rest `heavy` (10-19 s each on
+# 2 cores; the suite must stay under 15 minutes).
+FSDP_BY_DEFAULT = ("simclr", "dino", "mae")
+_AXES = {"data8": dict(data=8, fsdp=1, tensor=1), "fsdp2": dict(data=4, fsdp=2, tensor=1)}
+
+
 @pytest.mark.parametrize(
-    "axes", [dict(data=8, fsdp=1, tensor=1), dict(data=4, fsdp=2, tensor=1)], ids=["data8", "fsdp2"]
+    "name, axes",
+    [
+        pytest.param(n, _AXES[a], id=f"{n}-{a}", marks=() if a == "data8" or n in FSDP_BY_DEFAULT else pytest.mark.heavy)
+        for n in METHOD_NAMES
+        for a in _AXES
+    ],
 )
-@pytest.mark.parametrize("name", METHOD_NAMES)
 def test_sharded_step_equals_single_device(name, axes):
     if jax.device_count() < 8:
         pytest.skip("needs 8 devices")

@@ -52,7 +52,8 @@ def test_iterator_yields_source_images_once():
     assert all((flat == img.reshape(1, -1)).all(1).any() for img in batch["image"])
 
 
-@pytest.mark.parametrize("method", ["simclr", "dino"])  # two views; 2 global + 4 local crops
+# Two views; 2 global + 4 local crops (46 s on 2 cores: heavy).
+@pytest.mark.parametrize("method", ["simclr", pytest.param("dino", marks=pytest.mark.heavy)])
 def test_sharded_step_equals_single_device_and_compiles_once(method):
     config = tiny_config(method, **{"data.augment_on": "device"})
     one = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
