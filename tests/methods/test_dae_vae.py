@@ -365,6 +365,7 @@ def test_encoder_options_and_registry_errors():
 # ==================================================================================================
 
 
+@pytest.mark.heavy  # 28 s; MAE's and DDPM's smoke runs cover the picture writer by default
 def test_vae_smoke_run_writes_its_pictures(tmp_path):
     config = tiny_config(
         "vae", **{"total_steps": 2, "checkpoint.every_steps": 2, "eval.num_pictures": 4, "eval.baselines": True}

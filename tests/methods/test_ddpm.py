@@ -196,7 +196,7 @@ def test_sampling_runs_under_one_jit_and_stays_in_range():
 # ==================================================================================================
 
 
-@pytest.mark.parametrize("warmup", [False, True])
+@pytest.mark.parametrize("warmup", [pytest.param(False, marks=pytest.mark.heavy), True])  # 28 s each
 def test_ema_weights_follow_their_formula(warmup):
     method = _method(**{"method.ema_decay": 0.9, "method.ema_warmup": warmup})
     ema = [np.asarray(v) for v in jax.tree.leaves(nnx.state(method.ema_unet, Teacher))]

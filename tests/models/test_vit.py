@@ -325,7 +325,7 @@ def test_sharded_vit_step_equals_single_device(axes):
     assert any('{"tensor"}' in c for c in constraints) == bool(tensor)
 
 
-@pytest.mark.parametrize("method", ["dino", "moco_v3"])
+@pytest.mark.parametrize("method", [pytest.param("dino", marks=pytest.mark.heavy), "moco_v3"])
 def test_dino_and_moco_v3_train_a_vit_on_mnist(method):
     mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
     config = _vit_config(method)
