@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jssl.data.inputs import EvalSet, FeatureEvals, Inputs
-from jssl.data.pipeline import _derive_seed, _ensure_absl_flags_parsed, _READ_BUFFER, _READ_THREADS
+from jssl.data.pipeline import _derive_seed, batched_iterator, process_shard
 
 __all__ = [
     "AUDIO_SOURCES",
@@ -296,30 +296,18 @@ def make_audio_iterator(
     `source[process_index::process_count]`, reshuffled and re-cropped every epoch from `seed`;
     the output is the same for any `num_workers`.
     """
-    if len(source) == 0:
-        raise ValueError(f"source {source!r} is empty")
     if crop_samples < 1:
         raise ValueError(f"data.crop_samples must be positive; got {crop_samples}")
-    if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(f"need 0 <= process_index < process_count; got {process_index} of {process_count}")
-    if global_batch_size < 1 or global_batch_size % process_count:
-        raise ValueError(
-            f"global_batch_size ({global_batch_size}) must be a positive multiple of process_count ({process_count})"
-        )
-    local_batch = global_batch_size // process_count
-    dataset = grain.MapDataset.source(source)[process_index::process_count]
-    if local_batch > len(dataset):
-        raise ValueError(
-            f"local batch size {local_batch} exceeds the {len(dataset)} clips of this process's shard of {source!r}"
-        )
+    dataset, local_batch = process_shard(
+        source,
+        global_batch_size=global_batch_size,
+        process_index=process_index,
+        process_count=process_count,
+        records="clips",
+    )
     derived = _derive_seed(seed, process_index)
     dataset = dataset.shuffle(seed=derived).random_map(RandomCrop(crop_samples), seed=derived)
-    dataset = dataset.batch(local_batch, drop_remainder=True).repeat(None)
-    iter_dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER))
-    if num_workers > 0:
-        _ensure_absl_flags_parsed()
-        iter_dataset = iter_dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-    return iter(iter_dataset)
+    return batched_iterator(dataset, local_batch=local_batch, num_workers=num_workers)
 
 
 def eval_arrays(source: Any, *, num_samples: int, limit: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -191,6 +191,53 @@ def _ensure_absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
+def process_shard(
+    source: Any, *, global_batch_size: int, process_index: int, process_count: int, records: str = "records"
+) -> tuple[grain.MapDataset, int]:
+    """This process's disjoint shard `source[process_index::process_count]` and its local batch size.
+
+    Checks what every modality's iterator needs before Grain starts: a non-empty source, a valid
+    process index, a global batch divisible by the process count and no larger than the shard
+    allows. `records` names the shard's elements in the error ('clips', 'windows of 128 tokens').
+    """
+    if len(source) == 0:
+        raise ValueError(f"source {source!r} is empty")
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"need 0 <= process_index < process_count; got {process_index} of {process_count}")
+    if global_batch_size < 1 or global_batch_size % process_count:
+        raise ValueError(
+            f"global_batch_size ({global_batch_size}) must be a positive multiple of process_count ({process_count})"
+        )
+    local_batch = global_batch_size // process_count
+    dataset = grain.MapDataset.source(source)[process_index::process_count]
+    if local_batch > len(dataset):
+        raise ValueError(
+            f"local batch size {local_batch} (global {global_batch_size} / {process_count} processes) exceeds the "
+            f"{len(dataset)} {records} in this process's shard of {source!r}; no full batch can be formed"
+        )
+    return dataset, local_batch
+
+
+def batched_iterator(dataset: grain.MapDataset, *, local_batch: int, num_workers: int) -> grain.DatasetIterator:
+    """Endless, checkpointable batches of `dataset` (last incomplete batch of an epoch dropped).
+
+    Batching happens before `to_iter_dataset`, so the iterator state is a batch position and the
+    output is the same for any `num_workers` (worker processes only prefetch).
+    """
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0; got {num_workers}")
+    dataset = dataset.batch(local_batch, drop_remainder=True).repeat(None)
+    iter_dataset = dataset.to_iter_dataset(
+        grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER)
+    )
+    if num_workers > 0:
+        _ensure_absl_flags_parsed()
+        iter_dataset = iter_dataset.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2)
+        )
+    return iter(iter_dataset)
+
+
 def make_train_iterator(
     source: ImageSource,
     *,
@@ -227,28 +274,14 @@ def make_train_iterator(
             raise ValueError("data.device_source_size only applies with data.augment_on='device'")
         if isinstance(device_source_size, bool) or not isinstance(device_source_size, int) or device_source_size < 1:
             raise ValueError(f"data.device_source_size must be a positive int; got {device_source_size!r}")
-    if len(source) == 0:
-        raise ValueError(f"source {source!r} is empty")
-    if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(f"need 0 <= process_index < process_count; got {process_index} of {process_count}")
-    if global_batch_size < 1 or global_batch_size % process_count:
-        raise ValueError(
-            f"global_batch_size ({global_batch_size}) must be a positive multiple of process_count ({process_count})"
-        )
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32); got {seed}")
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0; got {num_workers}")
     specs = _augment_specs(augment, num_views)
-    local_batch = global_batch_size // process_count
-
-    dataset = grain.MapDataset.source(source)[process_index::process_count]
-    if local_batch > len(dataset):
-        raise ValueError(
-            f"local batch size {local_batch} (global {global_batch_size} / "
-            f"{process_count} processes) exceeds the {len(dataset)} records in "
-            f"this process's shard; no full batch can be formed"
-        )
+    dataset, local_batch = process_shard(
+        source, global_batch_size=global_batch_size, process_index=process_index, process_count=process_count
+    )
     derived = _derive_seed(seed, process_index)
     dataset = dataset.shuffle(seed=derived)
     channels = getattr(source, "channels", None)
@@ -260,16 +293,7 @@ def make_train_iterator(
         dataset = dataset.map(SourceImage(record_image_shape(source), size=device_source_size, channels=channels))
     else:
         dataset = dataset.random_map(MultiViewTransform(specs, channels=channels), seed=derived)
-    dataset = dataset.batch(local_batch, drop_remainder=True).repeat(None)
-    iter_dataset = dataset.to_iter_dataset(
-        grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER)
-    )
-    if num_workers > 0:
-        _ensure_absl_flags_parsed()
-        iter_dataset = iter_dataset.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2)
-        )
-    return iter(iter_dataset)
+    return batched_iterator(dataset, local_batch=local_batch, num_workers=num_workers)
 
 
 def iterator_state_args(iterator: grain.DatasetIterator, *, restore: bool = False) -> Any:

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from jssl.data.inputs import EvalSet, FeatureEvals, Inputs
-from jssl.data.pipeline import _READ_BUFFER, _READ_THREADS, _derive_seed, _ensure_absl_flags_parsed
+from jssl.data.pipeline import _derive_seed, batched_iterator, process_shard
 from jssl.data.text_corpus import (
     BOS_ID,
     EOS_ID,
@@ -111,30 +111,15 @@ def make_window_iterator(
     before `to_iter_dataset`, so the iterator state is a batch position and the output is the
     same for any `num_workers` (see `jssl.data.pipeline`).
     """
-    if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(f"need 0 <= process_index < process_count; got {process_index} of {process_count}")
-    if global_batch_size < 1 or global_batch_size % process_count:
-        raise ValueError(
-            f"global_batch_size ({global_batch_size}) must be a positive multiple of process_count ({process_count})"
-        )
-    local_batch = global_batch_size // process_count
-    dataset = grain.MapDataset.source(source)[process_index::process_count]
-    if local_batch > len(dataset):
-        raise ValueError(
-            f"local batch size {local_batch} exceeds the {len(dataset)} windows of {source.seq_len} tokens in this "
-            "process's shard of the training split; lower the batch or data.seq_len, or use a larger corpus"
-        )
-    dataset = dataset.shuffle(seed=_derive_seed(seed, process_index))
-    dataset = dataset.batch(local_batch, drop_remainder=True).repeat(None)
-    iter_dataset = dataset.to_iter_dataset(
-        grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER)
+    dataset, local_batch = process_shard(
+        source,
+        global_batch_size=global_batch_size,
+        process_index=process_index,
+        process_count=process_count,
+        records=f"windows of {source.seq_len} tokens (lower the batch or data.seq_len, or use a larger corpus)",
     )
-    if num_workers > 0:
-        _ensure_absl_flags_parsed()
-        iter_dataset = iter_dataset.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2)
-        )
-    return iter(iter_dataset)
+    dataset = dataset.shuffle(seed=_derive_seed(seed, process_index))
+    return batched_iterator(dataset, local_batch=local_batch, num_workers=num_workers)
 
 
 def document_windows(ids: np.ndarray, *, seq_len: int) -> np.ndarray:
