@@ -38,10 +38,13 @@ def maybe_initialize_distributed(mode: str) -> None:
     if mode == "false" or (mode == "auto" and not explicit and not slurm):
         return
     if explicit:
+        # No cluster detection on top: in a Kubernetes pod jax would otherwise probe the API
+        # (or warn that the `kubernetes` package is missing) for values the launcher already set.
         jax.distributed.initialize(
             coordinator_address=explicit,
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
             process_id=int(os.environ["JAX_PROCESS_ID"]),
+            cluster_detection_method="deactivate",
         )
     else:
         jax.distributed.initialize()

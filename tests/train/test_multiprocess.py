@@ -1,4 +1,9 @@
-"""Two jax processes joined by jax.distributed on this machine: the multi-host code paths."""
+"""Two jax processes joined by jax.distributed on this machine: the multi-host code paths.
+
+The command line is the Kubernetes container's (launch/kubernetes.yaml), run by the local
+multi-process launcher: the image's checkout becomes this repository and the shared volume a
+temporary directory (tests/launch/test_kubernetes.py checks each pod's jax.distributed environment).
+"""
 
 from __future__ import annotations
 
@@ -9,22 +14,26 @@ import subprocess
 import pytest
 
 from tests.conftest import FAST_COMPILE
+from tests.launch import kubernetes_pods as k8s
 from tests.train.helpers import REPO
 
 
 @pytest.mark.slow
 def test_two_processes_train_checkpoint_and_agree(tmp_path):
-    workdir = tmp_path / "mp"
+    args, cwd = k8s.local_command(k8s.load_manifest()["JobSet"], str(tmp_path))
+    assert args[0] == "train", args
+    args[args.index("--config") + 1] += ":smoke"  # seconds, not minutes
+    workdir = tmp_path / os.path.relpath(args[args.index("--workdir") + 1], tmp_path)
     env = {**os.environ, "NUM_PROCESSES": "2", "DEVICES_PER_PROCESS": "2", "PYTHONPATH": REPO}
     env["XLA_FLAGS"] = FAST_COMPILE  # the launcher adds the per-process device count
     result = subprocess.run(
         [
             os.path.join(REPO, "launch", "multiprocess.sh"),
-            f"--config={REPO}/configs/simclr_mnist.py:smoke",
-            f"--workdir={workdir}",
+            *args[1:],
             "--config.model.kwargs.width_multiplier=0.5",
             "--config.eval.baselines=false",
         ],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

@@ -1,0 +1,1 @@
+"""Tests of the launchers in launch/ and of the Dockerfile."""
