@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jssl.data.checks import check_distinct_splits, check_source_labels, checked_label
 from jssl.data.inputs import EvalSet, FeatureEvals, Inputs
 from jssl.data.pipeline import _derive_seed, batched_iterator, process_shard
 
@@ -269,15 +270,16 @@ class RandomCrop(grain.transforms.RandomMap):
     whole, zero-padded at the end, its real samples marked in `mask` (always a prefix).
     """
 
-    def __init__(self, crop_samples: int) -> None:
+    def __init__(self, crop_samples: int, *, num_classes: int | None = None) -> None:
         self.crop_samples = int(crop_samples)
+        self.num_classes = num_classes  # when given, a label outside [0, num_classes) is a ValueError
 
     def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
         waveform = element["waveform"]
         extra = len(waveform) - self.crop_samples
         start = int(rng.integers(0, extra + 1)) if extra > 0 else 0
         wav, mask = crop_or_pad(waveform, num_samples=self.crop_samples, start=start)
-        return {"waveform": wav, "mask": mask, "label": np.int32(element["label"])}
+        return {"waveform": wav, "mask": mask, "label": checked_label(element["label"], self.num_classes)}
 
 
 def make_audio_iterator(
@@ -289,12 +291,14 @@ def make_audio_iterator(
     num_workers: int = 0,
     process_index: int = 0,
     process_count: int = 1,
+    num_classes: int | None = None,
 ) -> grain.DatasetIterator:
     """Endless, checkpointable iterator of `{'waveform': float32 [B, crop], 'mask': bool [B, crop], 'label'}`.
 
     `B = global_batch_size // process_count`; each process reads the disjoint shard
     `source[process_index::process_count]`, reshuffled and re-cropped every epoch from `seed`;
-    the output is the same for any `num_workers`.
+    the output is the same for any `num_workers`. With `num_classes`, a label outside
+    `[0, num_classes)` stops the stream with a ValueError.
     """
     if crop_samples < 1:
         raise ValueError(f"data.crop_samples must be positive; got {crop_samples}")
@@ -306,7 +310,7 @@ def make_audio_iterator(
         records="clips",
     )
     derived = _derive_seed(seed, process_index)
-    dataset = dataset.shuffle(seed=derived).random_map(RandomCrop(crop_samples), seed=derived)
+    dataset = dataset.shuffle(seed=derived).random_map(RandomCrop(crop_samples, num_classes=num_classes), seed=derived)
     return batched_iterator(dataset, local_batch=local_batch, num_workers=num_workers)
 
 
@@ -441,14 +445,18 @@ class AudioInputs(Inputs):
 
     def train_iterator(self, *, process_index: int, process_count: int) -> Any:
         d = self.config.data
+        source = self._source(d.train_split)
+        # The online probe learns from these labels: checked before training, not as NaNs.
+        check_source_labels(source, d.num_classes, split=d.train_split)
         return make_audio_iterator(
-            self._source(d.train_split), global_batch_size=self.config.global_batch_size,
+            source, global_batch_size=self.config.global_batch_size,
             crop_samples=int(d.crop_samples), seed=int(self.config.seed), num_workers=int(d.get("num_workers", 0)),
-            process_index=process_index, process_count=process_count,
+            process_index=process_index, process_count=process_count, num_classes=int(d.num_classes),
         )  # fmt: skip
 
     def eval_set(self) -> EvalSet:
         d = self.config.data
+        check_distinct_splits(d.train_split, d.eval_split)
         num = int(d.get("eval_samples", 0) or d.crop_samples)
         limit = int(d.get("max_eval_examples", 0))
         train_w, train_m, train_y = eval_arrays(self._source(d.train_split), num_samples=num, limit=limit)

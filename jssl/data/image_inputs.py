@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jssl.data import pipeline, sources
+from jssl.data import checks, pipeline, sources
 from jssl.data.decode import record_image_shape
 from jssl.data.inputs import EvalSet, FeatureEvals, Inputs
 from jssl.config import DTYPES
@@ -55,19 +55,36 @@ def device_augmentations(config: ml_collections.ConfigDict, method_class: type) 
 
 
 def load_eval_data(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-    """Training split (the kNN bank / probe training set) and held-out split, as arrays."""
-    out = {}
-    for prefix, split in (("train", config.data.train_split), ("test", config.data.eval_split)):
-        source = sources.get_source(config.data.name, split, **source_options(config))
-        images, labels = pipeline.load_arrays(
-            source, limit=config.data.max_eval_examples, preprocess=config.data.eval_preprocess
-        )
+    """Training split (the kNN bank / probe training set) and held-out split, as arrays.
+
+    Labels are checked against `data.num_classes`, and held-out images found verbatim in the
+    bank are counted (too many: a ValueError, see `jssl.data.checks`). Besides the `train_*` /
+    `test_*` arrays the dict holds `heldout_in_bank` (0-d int) and `split_note` (0-d str: how
+    jssl made the splits, empty for a data set's own splits), for `results.json`.
+    """
+    d = config.data
+    out, notes = {}, []
+    for prefix, split in (("train", d.train_split), ("test", d.eval_split)):
+        source = sources.get_source(d.name, split, **source_options(config))
+        images, labels = pipeline.load_arrays(source, limit=d.max_eval_examples, preprocess=d.eval_preprocess)
+        checks.check_labels(labels, d.num_classes, split=split)
         out[f"{prefix}_images"], out[f"{prefix}_labels"] = images, labels
+        if getattr(source, "note", "") and source.note not in notes:
+            notes.append(source.note)
+    count = checks.check_heldout(
+        out["train_images"], out["test_images"], train_split=d.train_split, eval_split=d.eval_split
+    )
+    out["heldout_in_bank"], out["split_note"] = np.asarray(count), np.asarray("; ".join(notes))
     return out
 
 
 def image_eval_set(config: ml_collections.ConfigDict, eval_data: dict[str, np.ndarray]) -> EvalSet:
     """`load_eval_data`'s arrays as an `EvalSet` (inputs under `'image'`)."""
+    info: dict[str, Any] = {"train_split": config.data.train_split, "test_split": config.data.eval_split}
+    if "heldout_in_bank" in eval_data:
+        info["heldout_in_bank"] = int(eval_data["heldout_in_bank"])
+    if str(eval_data.get("split_note", "")):
+        info["split_note"] = str(eval_data["split_note"])
     return EvalSet(
         train={"image": eval_data["train_images"]},
         test={"image": eval_data["test_images"]},
@@ -75,7 +92,7 @@ def image_eval_set(config: ml_collections.ConfigDict, eval_data: dict[str, np.nd
         test_labels=eval_data["test_labels"],
         num_classes=config.data.num_classes,
         task="class label",
-        info={"train_split": config.data.train_split, "test_split": config.data.eval_split},
+        info=info,
     )
 
 
@@ -106,9 +123,10 @@ class ImageInputs(Inputs):
             c = self.config
             # data.decode=False is passed as an option only when set: sources other than tfds reject it.
             decode = None if c.data.get("decode", True) else False
-            self._train_source = sources.get_source(
-                c.data.name, c.data.train_split, **source_options(c), decode=decode
-            )
+            source = sources.get_source(c.data.name, c.data.train_split, **source_options(c), decode=decode)
+            # The online probe learns from these labels: checked before training, not as NaNs.
+            checks.check_source_labels(source, c.data.num_classes, split=c.data.train_split)
+            self._train_source = source
         return self._train_source
 
     @property
@@ -136,6 +154,7 @@ class ImageInputs(Inputs):
             process_count=process_count,
             augment_on=self.augment_on,
             device_source_size=c.data.get("device_source_size", 0) or None,
+            num_classes=c.data.num_classes,
         )
 
     def eval_set(self) -> EvalSet:

@@ -38,6 +38,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from jssl.data.checks import check_labels
+
 
 @dataclasses.dataclass
 class EvalSet:
@@ -56,6 +58,14 @@ class EvalSet:
     num_classes: int
     task: str
     info: dict[str, Any] = dataclasses.field(default_factory=dict)  # split names, sizes: for results.json
+
+    def __post_init__(self) -> None:
+        # Every data kind's labelled task passes here: a label past `num_classes` would make the
+        # probes' losses NaN and kNN vote for nothing, silently (see `jssl.data.checks`).
+        if self.labelled:
+            info = self.info
+            check_labels(self.train_labels, self.num_classes, split=info.get("train_split", "train"))
+            check_labels(self.test_labels, self.num_classes, split=info.get("test_split", info.get("eval_split", "test")))
 
     @property
     def labelled(self) -> bool:

@@ -31,6 +31,7 @@ import grain
 import numpy as np
 
 from jssl.data.augment import Augment, Step, parse_augment, parse_view
+from jssl.data.checks import checked_label
 from jssl.data.decode import center_square, decode_image, decode_views, encoded_bytes, is_encoded, record_image_shape
 from jssl.data.sources import ImageSource
 
@@ -58,21 +59,23 @@ class MultiViewTransform(grain.transforms.RandomMap):
 
     Records holding encoded bytes (``TfdsSource(decode=False)``) are decoded here,
     once for all views, into ``channels`` channels, at the reduced JPEG size the
-    views' crops allow (:func:`jssl.data.decode.decode_views`).
+    views' crops allow (:func:`jssl.data.decode.decode_views`). With ``num_classes``, a label
+    outside ``[0, num_classes)`` is a ValueError.
     """
 
-    def __init__(self, specs: Sequence[str], *, channels: int | None = None) -> None:
+    def __init__(self, specs: Sequence[str], *, channels: int | None = None, num_classes: int | None = None) -> None:
         self.specs = tuple(specs)
         self.channels = channels
+        self.num_classes = num_classes
         self._ops: tuple[Augment, ...] = tuple(parse_augment(s) for s in self.specs)
         self._views: tuple[tuple[Step, ...], ...] = tuple(parse_view(s) for s in self.specs)
 
     def __getstate__(self) -> dict[str, Any]:
         # Ops are closures; ship the spec strings and re-parse on the other side.
-        return {"specs": self.specs, "channels": self.channels}
+        return {"specs": self.specs, "channels": self.channels, "num_classes": self.num_classes}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["specs"], channels=state["channels"])
+        self.__init__(state["specs"], channels=state["channels"], num_classes=state.get("num_classes"))
 
     def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
         image = element["image"]
@@ -81,7 +84,7 @@ class MultiViewTransform(grain.transforms.RandomMap):
             out = {f"view_{v}": view for v, view in enumerate(views)}
         else:
             out = {f"view_{v}": op(image, rng) for v, op in enumerate(self._ops)}
-        out["label"] = np.int32(element["label"])
+        out["label"] = checked_label(element["label"], self.num_classes)
         return out
 
 
@@ -95,12 +98,21 @@ class SourceImage(grain.transforms.Map):
     cropping the centre (:func:`jssl.data.decode.center_square`; a JPEG at least twice as
     large is decoded at reduced size), so data sets of varying image sizes work and each
     image moves a bounded number of bytes. The trade-off: the device's random crops then only
-    ever see that central square, never the borders of wide or tall images.
+    ever see that central square, never the borders of wide or tall images. With ``num_classes``,
+    a label outside ``[0, num_classes)`` is a ValueError.
     """
 
-    def __init__(self, shape: tuple[int, ...], *, size: int | None = None, channels: int | None = None) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        *,
+        size: int | None = None,
+        channels: int | None = None,
+        num_classes: int | None = None,
+    ) -> None:
         self.size = size
         self.channels = channels
+        self.num_classes = num_classes
         self.shape = tuple(shape) if size is None else (size, size, *tuple(shape)[2:])
 
     def map(self, element: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -116,7 +128,7 @@ class SourceImage(grain.transforms.Map):
                 f"{self.shape}. Set data.device_source_size to crop every image to one size on the host, "
                 "or use data.augment_on='host', for data sets of varying image sizes"
             )
-        return {"image": image, "label": np.int32(element["label"])}
+        return {"image": image, "label": checked_label(element["label"], self.num_classes)}
 
 
 AUGMENT_ON = ("host", "device")
@@ -250,6 +262,7 @@ def make_train_iterator(
     process_count: int = 1,
     augment_on: str = "host",
     device_source_size: int | None = None,
+    num_classes: int | None = None,
 ) -> grain.DatasetIterator:
     """Endless, checkpointable iterator of augmented multi-view batches.
 
@@ -266,7 +279,9 @@ def make_train_iterator(
     source images must share one size.
 
     A source whose records hold encoded bytes is decoded in the workers, into the source's
-    ``channels`` attribute's channel count if it has one.
+    ``channels`` attribute's channel count if it has one. With ``num_classes``, a label outside
+    ``[0, num_classes)`` stops the stream with a ValueError (sources whose labels are known up
+    front are checked whole before, by :func:`jssl.data.checks.check_source_labels`).
     """
     check_augment_on(augment_on)
     if device_source_size is not None:
@@ -290,9 +305,11 @@ def make_train_iterator(
 
         for spec in specs:  # an op without a device twin fails here, at start-up
             parse_device_augment(spec)
-        dataset = dataset.map(SourceImage(record_image_shape(source), size=device_source_size, channels=channels))
+        dataset = dataset.map(
+            SourceImage(record_image_shape(source), size=device_source_size, channels=channels, num_classes=num_classes)
+        )
     else:
-        dataset = dataset.random_map(MultiViewTransform(specs, channels=channels), seed=derived)
+        dataset = dataset.random_map(MultiViewTransform(specs, channels=channels, num_classes=num_classes), seed=derived)
     return batched_iterator(dataset, local_batch=local_batch, num_workers=num_workers)
 
 

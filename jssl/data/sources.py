@@ -16,7 +16,12 @@ Provided sources:
   TensorFlow); with ``decode=False`` it yields the encoded bytes, which the
   pipeline decodes (at reduced size where the crops allow, see
   :mod:`jssl.data.decode`).
-* :func:`npz_source` -- arrays stored in a ``.npz`` file.
+* :func:`npz_source` -- arrays stored in a ``.npz`` file: ``{split}_images`` /
+  ``{split}_labels`` per split, or one ``images`` / ``labels`` pair that is split into
+  'train' and 'test' by the fixed rule of the embedded sets (never served as both).
+
+Sources cut from one array by a fixed permutation carry a ``note`` saying so, which evaluation
+records in ``results.json``.
 
 :func:`get_source` looks sources up by name in :data:`SOURCES`.
 """
@@ -67,6 +72,7 @@ class ArraySource:
       images: ``uint8 [N, H, W, C]``; ``[N, H, W]`` is accepted and given C=1.
       labels: integer ``[N]``.
       name, split: only used to make error messages point at the right data.
+      note: how the split was made, when jssl made it (a fixed split), for ``results.json``.
     """
 
     def __init__(
@@ -76,6 +82,7 @@ class ArraySource:
         *,
         name: str = "arrays",
         split: str = "",
+        note: str = "",
     ) -> None:
         images = np.asarray(images)
         labels = np.asarray(labels)
@@ -102,6 +109,7 @@ class ArraySource:
         self.labels = labels.astype(np.int32)
         self.name = name
         self.split = split
+        self.note = note
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -114,12 +122,16 @@ class ArraySource:
 
 
 def _fixed_split(images: np.ndarray, labels: np.ndarray, split: str, num_test: int, name: str) -> ArraySource:
-    """Applies the one fixed permutation (rng seed 0) every run shares."""
+    """Applies the one fixed permutation (rng seed 0) every run shares: its last `num_test` are 'test'."""
     if split not in _EMBEDDED_SPLITS:
         raise ValueError(f"data set {name!r} has splits {list(_EMBEDDED_SPLITS)}; got {split!r}")
     perm = np.random.default_rng(0).permutation(len(images))
     index = perm[: len(perm) - num_test] if split == "train" else perm[len(perm) - num_test :]
-    return ArraySource(images[index], labels[index], name=name, split=split)
+    note = (
+        f"fixed split of {name}'s {len(images)} examples: the last {num_test} of a seed-0 permutation are 'test', "
+        "the rest 'train'"
+    )
+    return ArraySource(images[index], labels[index], name=name, split=split, note=note)
 
 
 @functools.lru_cache(maxsize=1)
@@ -260,19 +272,27 @@ def tfds_source(
 
 
 def npz_source(path: str | os.PathLike[str], split: str) -> ArraySource:
-    """Reads ``{split}_images`` / ``{split}_labels`` (or ``images`` / ``labels``).
+    """Reads ``{split}_images`` / ``{split}_labels``, or splits a lone ``images`` / ``labels`` pair.
 
-    The unprefixed keys are used for any split only when the split-specific ones
-    are absent, so one file can hold either a single array pair or several splits.
+    A file with split arrays (``train_images``, ``test_images``, ...) serves exactly those
+    splits. A file with only ``images`` / ``labels`` has the splits 'train' and 'test' of the
+    embedded sets' fixed rule: the last ``N // 5`` of a seed-0 permutation are 'test', the rest
+    'train', so held-out examples are never also training examples.
     """
     with np.load(path, allow_pickle=False) as archive:
         keys = set(archive.files)
-        for image_key, label_key in ((f"{split}_images", f"{split}_labels"), ("images", "labels")):
-            if image_key in keys and label_key in keys:
-                return ArraySource(archive[image_key], archive[label_key], name=str(path), split=split)
+        if f"{split}_images" in keys and f"{split}_labels" in keys:
+            return ArraySource(archive[f"{split}_images"], archive[f"{split}_labels"], name=str(path), split=split)
+        has_split_arrays = any(k.endswith(("_images", "_labels")) for k in keys)
+        if {"images", "labels"} <= keys and not has_split_arrays:
+            whole = ArraySource(archive["images"], archive["labels"], name=str(path), split=split)  # validated first
+            if len(whole) < 2:
+                raise ValueError(f"{os.fspath(path)!r} has {len(whole)} example; splitting it needs at least 2")
+            return _fixed_split(whole.images, whole.labels, split, num_test=max(1, len(whole) // 5), name=str(path))
+    plain = " (its 'images'/'labels' are split only in files without split arrays)" if "images" in keys else ""
     raise ValueError(
-        f"{os.fspath(path)!r} has arrays {sorted(keys)}; expected "
-        f"'{split}_images'/'{split}_labels' or 'images'/'labels'"
+        f"{os.fspath(path)!r} has arrays {sorted(keys)}; expected '{split}_images'/'{split}_labels', or only "
+        f"'images'/'labels' for a fixed train/test split{plain}"
     )
 
 

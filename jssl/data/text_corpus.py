@@ -39,6 +39,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from jssl.data.checks import check_distinct_splits
+
 SPECIAL_TOKENS = ("[PAD]", "[MASK]", "[BOS]", "[EOS]")
 PAD_ID, MASK_ID, BOS_ID, EOS_ID = range(4)
 TOKENIZER_KINDS = ("bpe",)
@@ -158,12 +160,17 @@ def tfds_corpus(config: ml_collections.ConfigDict) -> Corpus:
     `data.max_train_documents` of them (0: all).
     """
     d = config.data
+    check_distinct_splits(d.train_split, d.eval_split)  # else held-out windows are training windows
     train = _tfds_open(config, d.train_split)
     heldout_source = _tfds_open(config, d.eval_split)
     limit = int(d.max_train_documents)
     records = list(_tfds_records(heldout_source, d.text_key, int(d.max_eval_examples)))
     heldout = [_as_text(r[d.text_key]) for r in records]
     labels = [int(r[d.label_key]) for r in records] if d.label_key else None
+    if labels and min(labels) < 0:
+        raise ValueError(
+            f"labels {d.label_key!r} of split {d.eval_split!r} include {min(labels)}; labels must be class ids >= 0"
+        )
 
     def train_texts() -> Iterator[str]:
         for r in _tfds_records(train, d.text_key, limit):

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jssl.data.checks import check_labels
+
 
 @functools.partial(jax.jit, static_argnames=("k", "num_classes"))
 def _knn_predict_chunk(bank, bank_labels, queries, *, k: int, temperature: float, num_classes: int):
@@ -60,6 +62,9 @@ def knn_accuracy(
         )
     if len(train_features) == 0 or len(test_features) == 0:
         raise ValueError("kNN needs a non-empty bank and test set")
+    # A label past num_classes would vote for no class and silently count as wrong.
+    check_labels(train_labels, num_classes, split="train", setting="num_classes")
+    check_labels(test_labels, num_classes, split="test", setting="num_classes")
     bank = _l2_normalize(train_features)
     queries = _l2_normalize(test_features)
     bank_labels = jnp.asarray(train_labels, jnp.int32)

@@ -2,7 +2,8 @@
 
 Fitted full-batch with L-BFGS (optax), which converges in a few hundred iterations on
 small evaluation sets and has no learning rate to tune, so the number it reports is a
-property of the features, not of a probe recipe.
+property of the features, not of a probe recipe. A fit whose final loss is NaN or infinite
+raises `NonFiniteLossError` instead of reporting an accuracy.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jssl.data.checks import check_labels
+from jssl.nonfinite import NonFiniteLossError
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "steps"))
@@ -33,7 +37,7 @@ def _fit(x, y, *, num_classes: int, steps: int, l2: float):
         return optax.apply_updates(p, updates), state
 
     params, _ = jax.lax.fori_loop(0, steps, body, (params, solver.init(params)))
-    return params
+    return params, objective(params)
 
 
 def linear_probe_accuracy(
@@ -61,10 +65,18 @@ def linear_probe_accuracy(
         raise ValueError(
             f"features must be [n, dim] with the same dim; got {train_features.shape} and {test_features.shape}"
         )
+    check_labels(train_labels, num_classes, split="train", setting="num_classes")
+    check_labels(test_labels, num_classes, split="test", setting="num_classes")
     train_x = np.asarray(train_features, np.float32)
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     x = jnp.asarray((train_x - mean) / std)
-    params = _fit(x, jnp.asarray(train_labels, jnp.int32), num_classes=num_classes, steps=steps, l2=l2)
+    params, loss = _fit(x, jnp.asarray(train_labels, jnp.int32), num_classes=num_classes, steps=steps, l2=l2)
+    if not np.isfinite(float(loss)):
+        bad = not (np.all(np.isfinite(train_x)) and np.all(np.isfinite(np.asarray(test_features, np.float32))))
+        cause = "the features hold NaN or inf (the encoder diverged?)" if bad else "raise eval.linear_probe_l2"
+        raise NonFiniteLossError(
+            f"the offline linear probe loss is non-finite (NaN or inf) after {steps} L-BFGS steps; {cause}"
+        )
     test_x = jnp.asarray((np.asarray(test_features, np.float32) - mean) / std)
     predictions = np.asarray(jnp.argmax(test_x @ params["w"] + params["b"], axis=-1))
     return float(np.mean(predictions == np.asarray(test_labels)))

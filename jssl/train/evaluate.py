@@ -28,6 +28,7 @@ from flax import nnx
 from jssl import data
 from jssl.checkpoint import Checkpointer
 from jssl.config import load_config
+from jssl.data.checks import check_source_labels
 from jssl.evaluators.finetune import variable_values
 from jssl.train.finetune import build_finetuner, run_finetune, validate_finetune_config
 from jssl.train.trainer import (
@@ -144,6 +145,7 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
     # The pretrained network, restored into the shardings of the configured mesh
     # ==============================================================================================
     train_source = data.get_source(config.data.name, config.data.train_split, **source_options(config))
+    check_source_labels(train_source, config.data.num_classes, split=config.data.train_split)  # fine-tuning's labels
     image_shape = tuple(train_source[0]["image"].shape)
     exp = build_experiment(config, image_shape=image_shape)
     eval_data = load_eval_data(config)
@@ -191,6 +193,9 @@ def evaluate_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, A
         "num_train": int(len(eval_data["train_labels"])),
         "num_test": int(len(eval_data["test_labels"])),
         "finetune_train": f"all of {config.data.train_split} ({len(train_source)} examples), labels used",
+        "heldout_in_bank": int(eval_data["heldout_in_bank"]),
     }
+    if str(eval_data["split_note"]):
+        results["settings"]["split_note"] = str(eval_data["split_note"])
     _write_results(workdir, results)
     return results

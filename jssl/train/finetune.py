@@ -34,6 +34,7 @@ from jssl.evaluators.finetune import (
 )
 from jssl.metrics import MetricWriter
 from jssl.models import get_backbone
+from jssl.nonfinite import track_nonfinite
 from jssl.train.optimizers import build_finetune_optimizer
 from jssl.train.state import TrainState
 from jssl.train.trainer import DTYPES, fetch, map_in_chunks, normalize, raise_if_nonfinite
@@ -145,9 +146,7 @@ def build_finetuner(
         (loss, (accuracy, buffers)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        first_bad = jnp.where(
-            (state.first_nonfinite_step < 0) & ~jnp.isfinite(loss), state.step, state.first_nonfinite_step
-        )
+        first_bad = track_nonfinite(state.first_nonfinite_step, state.step, loss)
         metrics = {
             "loss": loss,
             "train_accuracy": accuracy,
@@ -247,6 +246,7 @@ def run_finetune(
         num_workers=config.data.num_workers,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+        num_classes=config.data.num_classes,
     )
     checkpointer = Checkpointer(
         os.path.join(directory, "checkpoints"),

@@ -31,6 +31,7 @@ class TrainState:
     buffers: Any  # nnx.State of everything else: BN statistics, EMA teachers, queues, centers
     opt_state: Any
     rng: jax.Array
-    # First step whose loss was non-finite, or -1. Checked at log steps so the loop never
-    # synchronizes with the device every step, yet the error names the exact step.
+    # -1, or the first step whose loss or online-probe loss was non-finite and which of them
+    # (`jssl.nonfinite.track_nonfinite`). Checked at log steps so the loop never synchronizes
+    # with the device every step, yet the error names the exact step and loss.
     first_nonfinite_step: jax.Array

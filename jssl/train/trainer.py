@@ -32,14 +32,12 @@ from jssl.data.inputs import EvalSet, Inputs, get_inputs
 from jssl.evaluators import knn_accuracy, linear_probe_accuracy
 from jssl.metrics import MetricWriter
 from jssl.models.partitioning import activation_sharding
+from jssl.nonfinite import PRETRAINING_ADVICE, NonFiniteLossError, raise_if_nonfinite, track_nonfinite  # noqa: F401
 from jssl.train import frechet
 from jssl.train.optimizers import build_optimizer
 from jssl.train.state import SSLModel, TrainState
 
 log = logging.getLogger("jssl")
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised when the training loss becomes NaN or infinite."""
 
 
 # ==================================================================================================
@@ -232,8 +230,7 @@ def build_experiment(
         model.method.after_step(state.step)
         _, params, buffers = nnx.split(model, nnx.Param, ...)
 
-        finite = jnp.isfinite(loss)
-        first_bad = jnp.where((state.first_nonfinite_step < 0) & ~finite, state.step, state.first_nonfinite_step)
+        first_bad = track_nonfinite(state.first_nonfinite_step, state.step, loss, probe_loss)
         probe_metrics = {"probe/loss": probe_loss, "probe/train_accuracy": probe_accuracy} if train_probe else {}
         metrics = {
             "loss": loss,
@@ -498,27 +495,6 @@ def raw_pixel_baseline(config: ml_collections.ConfigDict, eval_data: dict[str, n
 
 def fetch(metrics: dict[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
-
-
-PRETRAINING_ADVICE = (
-    "Lower optimizer.base_learning_rate, add optimizer.grad_clip_norm, or use model.dtype='float32'."
-)
-
-
-def raise_if_nonfinite(
-    state: TrainState, last_checkpoint: int | None, *, what: str = "training", advice: str = PRETRAINING_ADVICE
-) -> None:
-    """Raises `NonFiniteLossError` naming the first step whose loss was NaN or inf, if any."""
-    bad = int(state.first_nonfinite_step)
-    if bad >= 0:
-        hint = (
-            f"the last checkpoint is at step {last_checkpoint}"
-            if last_checkpoint is not None
-            else "no checkpoint was saved"
-        )
-        raise NonFiniteLossError(
-            f"the {what} loss became non-finite (NaN or inf) at step {bad}; stopping ({hint}). {advice}"
-        )
 
 
 def _warn_if_collapsed(step: int, scalars: dict[str, float], threshold: float) -> None:

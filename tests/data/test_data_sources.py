@@ -88,8 +88,8 @@ def test_npz_source_split_keys_and_plain_keys(tmp_path: Path) -> None:
     assert len(data.get_source("npz", "train", path=str(split_file))) == 3
     assert data.npz_source(split_file, "test")[0]["image"].shape == (4, 3, 3)
     plain = tmp_path / "plain.npz"
-    np.savez(plain, images=np.zeros((4, 5, 5), np.uint8), labels=np.arange(4))
-    assert data.npz_source(plain, "anything")[1]["image"].shape == (5, 5, 1)
+    np.savez(plain, images=np.zeros((5, 5, 5), np.uint8), labels=np.arange(5))
+    assert data.npz_source(plain, "train")[1]["image"].shape == (5, 5, 1)
     with pytest.raises(ValueError, match="expected 'val_images'"):
         data.npz_source(split_file, "val")
     empty = tmp_path / "empty.npz"
@@ -138,3 +138,20 @@ def test_tfds_source_errors(tiny_tfds, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot open TFDS"):
         data.tfds_source("jssl_not_prepared_anywhere", "train", tmp_path)
     assert "tensorflow" not in sys.modules
+
+
+def test_npz_without_split_arrays_gets_a_fixed_disjoint_split(tmp_path: Path) -> None:
+    path = tmp_path / "plain.npz"
+    images = np.arange(10 * 2 * 2, dtype=np.uint8).reshape(10, 2, 2)  # every image distinct
+    np.savez(path, images=images, labels=np.arange(10))
+    train, test = data.npz_source(path, "train"), data.npz_source(path, "test")
+    assert (len(train), len(test)) == (8, 2)  # the last N // 5 of a seed-0 permutation are 'test'
+    assert set(train.labels) | set(test.labels) == set(range(10)) and not set(train.labels) & set(test.labels)
+    np.testing.assert_array_equal(data.npz_source(path, "test").labels, test.labels)  # fixed
+    assert "seed-0 permutation" in test.note and "plain.npz" in test.note
+    with pytest.raises(ValueError, match=r"splits \['train', 'test'\]; got 'validation'"):
+        data.npz_source(path, "validation")
+    mixed = tmp_path / "mixed.npz"
+    np.savez(mixed, train_images=images, train_labels=np.arange(10), images=images, labels=np.arange(10))
+    with pytest.raises(ValueError, match="expected 'test_images'.*only in files without split arrays"):
+        data.npz_source(mixed, "test")
