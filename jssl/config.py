@@ -49,12 +49,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.name = "mnist"  # mnist | digits | tfds | npz
     c.data.tfds_name = ""
     c.data.data_dir = ""
+    # npz: '{split}_images'/'{split}_labels' per split, or only 'images'/'labels', which are split
+    # 80/20 into 'train'/'test' by a fixed seed-0 permutation (jssl.data.sources.npz_source).
     c.data.path = ""
     c.data.train_split = "train"
     c.data.eval_split = "test"
     c.data.image_key = ""  # tfds feature names; empty: 'image' / 'label'
     c.data.label_key = ""
-    c.data.num_classes = 10
+    c.data.num_classes = 10  # labels must lie in [0, num_classes): checked before training
     c.data.mean = (0.5,)
     c.data.std = (0.5,)
     c.data.augment = "random_resized_crop(32)|hflip|color_jitter|grayscale|gaussian_blur"

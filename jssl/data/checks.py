@@ -108,11 +108,10 @@ def check_heldout(bank: np.ndarray, queries: np.ndarray, *, train_split: str, ev
     """`heldout_in_bank`, logged when non-zero; a ValueError above `MAX_HELDOUT_IN_BANK` of the queries."""
     count = heldout_in_bank(bank, queries)
     if count > MAX_HELDOUT_IN_BANK * len(queries):
-        same = " (data.train_split and data.eval_split are the same split)" if train_split == eval_split else ""
         raise ValueError(
             f"{count} of the {len(queries)} held-out examples of split {eval_split!r} are also in the training "
-            f"split {train_split!r}{same}: kNN would find each query itself. Use a held-out split that shares "
-            "no examples with the training split"
+            f"split {train_split!r}: kNN would find each query itself. Use a held-out split that shares no "
+            "examples with the training split"
         )
     if count:
         log.warning(

@@ -63,6 +63,7 @@ def load_eval_data(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     jssl made the splits, empty for a data set's own splits), for `results.json`.
     """
     d = config.data
+    checks.check_distinct_splits(d.train_split, d.eval_split)
     out, notes = {}, []
     for prefix, split in (("train", d.train_split), ("test", d.eval_split)):
         source = sources.get_source(d.name, split, **source_options(config))

@@ -116,7 +116,7 @@ def test_heldout_split_inside_the_bank_is_an_error(tmp_path, caplog):
                       test_labels=labels)  # fmt: skip
     with pytest.raises(ValueError, match="20 of the 20 held-out examples of split 'test' are also in the training"):
         load_eval_data(_npz_config(same))
-    with pytest.raises(ValueError, match="data.train_split and data.eval_split are the same split"):
+    with pytest.raises(ValueError, match="data.eval_split is the training split 'train'"):
         load_eval_data(_npz_config(same, **{"data.eval_split": "train"}))
     # One duplicate in twenty is what real data sets have: logged and recorded, not an error.
     one = _noise_npz(tmp_path / "one.npz", train_images=images[:10], train_labels=labels[:10],
