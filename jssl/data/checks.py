@@ -49,11 +49,17 @@ def check_labels(labels: Any, num_classes: int, *, split: str, setting: str = "d
         raise ValueError(f"{where} reach {high} but {setting}={num_classes}: set {setting}={high + 1}")
 
 
-def checked_label(label: Any, num_classes: int | None, *, split: str = "") -> np.int32:
+def checked_label(label: Any, num_classes: int | None) -> np.int32:
     """One record's label as int32, checked against `num_classes` when given (pipeline workers)."""
     value = np.int32(label)
     if num_classes is not None and not 0 <= value < num_classes:
-        check_labels(np.asarray([value]), num_classes, split=split)
+        if value < 0:
+            check_labels(np.asarray([value]), num_classes, split="")
+        # One record shows only a lower bound on the number of classes.
+        raise ValueError(
+            f"a training label is {value} but data.num_classes={num_classes}: set data.num_classes to the number "
+            f"of classes (at least {value + 1})"
+        )
     return value
 
 
