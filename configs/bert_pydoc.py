@@ -60,9 +60,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         dict(embed_dim=128, depth=2, num_heads=2, mlp_ratio=4.0, max_len=256, drop_path=0.1)
     )
     config.method.name = "bert"
-    config.method.mask_rate = 0.15
-    config.method.mask_token_rate = 0.8
-    config.method.random_token_rate = 0.1
+    config.method.mask_rate = 0.15  # fraction of tokens chosen for prediction
+    config.method.mask_token_rate = 0.8  # of the chosen tokens, the fraction replaced by [MASK]
+    config.method.random_token_rate = 0.1  # of the chosen tokens, the fraction replaced by a random token
 
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 2e-3

@@ -42,7 +42,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.method.momentum_final = 1.0
     config.method.projection_hidden_dim = 256
     config.method.projection_dim = 64
-    config.method.predictor_hidden_dim = 256
+    config.method.predictor_hidden_dim = 256  # hidden width of the online network's predictor MLP
 
     config.optimizer.base_learning_rate = 2.0  # x global_batch/256; 1.0 learned slower
 

@@ -46,7 +46,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.global_batch_size = 64
     config.model.name = "cpc_tiny"
     config.model.kwargs = ml_collections.ConfigDict()
-    config.method.update(dict(name="cpc", prediction_steps=12, temperature=1.0))
+    config.method.name = "cpc"
+    config.method.prediction_steps = 12  # future frames 1..K each context vector predicts
+    config.method.temperature = 1.0  # of the InfoNCE loss
 
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 2e-3

@@ -59,10 +59,10 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     )
 
     config.method.name = "dae"
-    config.method.noise = "masking"
-    config.method.mask_fraction = 0.25
+    config.method.noise = "masking"  # corruption: 'masking' (zeroed pixel positions) or 'gaussian'
+    config.method.mask_fraction = 0.25  # pixel positions masked per image, with noise='masking'
     config.method.sigma = 0.3  # used with noise='gaussian'
-    config.method.loss = "bce"
+    config.method.loss = "bce"  # reconstruction loss against the clean image: 'bce' or 'mse'
 
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 2e-3  # x global_batch/256: 1e-3 at batch 128

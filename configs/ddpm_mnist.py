@@ -75,19 +75,19 @@ def ddpm_method(c: ml_collections.ConfigDict) -> None:
     m = c.method  # the base config's SimCLR fields stay, unused, as in every recipe
     m.name = "ddpm"
     m.schedule = "linear"  # or 'cosine' (Nichol & Dhariwal 2021)
-    m.num_timesteps = 1000
-    m.beta_start = 1e-4
-    m.beta_end = 0.02
+    m.num_timesteps = 1000  # T, the diffusion steps of training
+    m.beta_start = 1e-4  # first noise variance of the linear schedule
+    m.beta_end = 0.02  # last noise variance of the linear schedule
     m.prediction = "epsilon"  # or 'v' (Salimans & Ho 2022)
-    m.ema_decay = 0.9999
-    m.ema_warmup = False
+    m.ema_decay = 0.9999  # of the EMA weights that sample, draw pictures and represent
+    m.ema_warmup = False  # EMA decay min(ema_decay, (1 + k) / (10 + k)) at step k, for short runs
     m.sample_steps = 100  # DDIM steps for the pictures
-    m.eta = 0.0
-    m.clip_denoised = True
-    m.num_samples = 64
-    m.represent_timestep = 50
-    m.picture_timesteps = (50, 250, 500, 750)
-    m.heldout_timesteps = (50, 250, 500, 750)
+    m.eta = 0.0  # DDIM noise: 0 deterministic, 1 on all T steps is ancestral DDPM sampling
+    m.clip_denoised = True  # clip each step's x0 estimate to [-1, 1] while sampling
+    m.num_samples = 64  # images in the samples picture
+    m.represent_timestep = 50  # the noise level t whose U-Net middle activations are the representation
+    m.picture_timesteps = (50, 250, 500, 750)  # noise levels of the denoising picture
+    m.heldout_timesteps = (50, 250, 500, 750)  # noise levels of the held-out denoising MSE
 
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:

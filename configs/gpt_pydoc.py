@@ -67,8 +67,8 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
         dict(embed_dim=128, depth=2, num_heads=2, mlp_ratio=4.0, max_len=256, drop_path=0.1)
     )
     config.method.name = "gpt"
-    config.method.sample_temperature = 0.8
-    config.method.sample_top_k = 40
+    config.method.sample_temperature = 0.8  # softmax temperature of the generated samples
+    config.method.sample_top_k = 40  # sample among the k likeliest tokens (0: all)
 
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 3e-3

@@ -71,12 +71,12 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.data.augment = "random_resized_crop(28, scale=(0.85, 1.0), ratio=(0.75, 1.333))"
 
     config.method.name = "mae"
-    config.method.mask_ratio = 0.75
-    config.method.decoder_embed_dim = 64
-    config.method.decoder_depth = 2
-    config.method.decoder_num_heads = 4
-    config.method.decoder_mlp_ratio = 4.0
-    config.method.decoder_pos_embed = "sincos"
+    config.method.mask_ratio = 0.75  # fraction of patches hidden from the encoder
+    config.method.decoder_embed_dim = 64  # width of the decoder Transformer
+    config.method.decoder_depth = 2  # decoder Transformer blocks
+    config.method.decoder_num_heads = 4  # attention heads of the decoder
+    config.method.decoder_mlp_ratio = 4.0  # decoder MLP width / decoder_embed_dim
+    config.method.decoder_pos_embed = "sincos"  # decoder position embedding: 'sincos' (fixed) or 'learned'
     config.method.norm_pix_loss = False  # see the docstring: same numbers, honest pictures
 
     config.optimizer.name = "adamw"

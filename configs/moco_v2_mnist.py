@@ -43,7 +43,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     # the head) 0.709 / 0.813; symmetric loss + BN in the head's hidden layer (solo-learn's
     # "MoCo v2+") 0.793 / 0.845, at about twice the step cost.
     config.method.projection_batch_norm = True
-    config.method.symmetric = True
+    config.method.symmetric = True  # also queries from view 1 against keys from view 0 (MoCo v2+); False: as published
 
     config.optimizer.base_learning_rate = 1.0  # x global_batch/256
 

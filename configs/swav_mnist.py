@@ -45,15 +45,15 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     m.projection_hidden_dim = 256
     m.projection_dim = 64
     m.projection_layers = 2
-    m.num_prototypes = 100
+    m.num_prototypes = 100  # K: prototype vectors the codes assign embeddings to
     m.temperature = 0.1
     # Sharper codes than the paper's 0.05: with 0.05 (and lr 1.0) the codes drifted to uniform
     # (entropy ~ log K) in the first 50 steps; 0.03 and then 0.02 with lr 2.0 recovered faster.
-    m.epsilon = 0.02
-    m.sinkhorn_iters = 3
-    m.freeze_prototypes_steps = 20
+    m.epsilon = 0.02  # entropy weight of the Sinkhorn-Knopp codes (smaller: sharper)
+    m.sinkhorn_iters = 3  # Sinkhorn-Knopp iterations per batch
+    m.freeze_prototypes_steps = 20  # the prototypes are not updated for these first steps
     m.queue_length = 0  # 0: no queue; else a multiple of global_batch_size
-    m.queue_start_step = 0
+    m.queue_start_step = 0  # the queue of past embeddings joins the codes from this step on
 
     config.optimizer.base_learning_rate = 6.0  # x global_batch/256: peak 3.0 (2.0 and 4.0 learned slower)
 

@@ -71,9 +71,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     )
 
     config.method.name = "vae"
-    config.method.likelihood = "bernoulli"
-    config.method.beta = 1.0
-    config.method.free_bits = 0.0
+    config.method.likelihood = "bernoulli"  # p(x|z): 'bernoulli' (decoder logits) or 'gaussian'
+    config.method.beta = 1.0  # KL weight: 1 the VAE, > 1 beta-VAE
+    config.method.free_bits = 0.0  # nats per latent dim below which the KL is not penalized (0: off)
 
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 2e-3  # x global_batch/256: 1e-3 at batch 128

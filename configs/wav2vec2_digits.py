@@ -58,14 +58,22 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.global_batch_size = 64
     config.model.name = "wav2vec2_tiny"
     config.model.kwargs = ml_collections.ConfigDict()
-    config.method.update(
-        dict(
-            name="wav2vec2", mask_prob=0.65, mask_length=5, min_masks=2, num_negatives=20, logit_temperature=0.1,
-            codebook_groups=2, codebook_entries=32, codebook_dim=64, final_dim=64, diversity_weight=0.1,
-            feature_penalty_weight=10.0, gumbel_temperature_start=2.0, gumbel_temperature_end=0.5,
-            gumbel_temperature_decay=0.995,
-        )
-    )  # fmt: skip
+    m = config.method
+    m.name = "wav2vec2"
+    m.mask_prob = 0.65  # masked spans per clip: mask_prob * frames / mask_length (spans overlap)
+    m.mask_length = 5  # frames per masked span
+    m.min_masks = 2  # at least this many masked spans per clip
+    m.num_negatives = 20  # distractors per masked frame, from other masked frames of the same clip
+    m.logit_temperature = 0.1  # cosine similarities are divided by this in the contrastive loss
+    m.codebook_groups = 2  # groups of the Gumbel product quantizer
+    m.codebook_entries = 32  # entries of each group's codebook
+    m.codebook_dim = 64  # width of a quantized frame (all groups)
+    m.final_dim = 64  # the Transformer output and the quantized targets are compared at this width
+    m.diversity_weight = 0.1  # weight of the codebook-usage diversity term
+    m.feature_penalty_weight = 10.0  # weight of the mean square of the conv features
+    m.gumbel_temperature_start = 2.0  # the quantizer's Gumbel-softmax temperature at step 0
+    m.gumbel_temperature_end = 0.5  # its floor
+    m.gumbel_temperature_decay = 0.995  # its factor per step
     config.optimizer.name = "adamw"
     config.optimizer.base_learning_rate = 8e-3  # x batch / 256: 2e-3 at batch 64
     config.optimizer.lr_scaling_batch = 256

@@ -1,26 +1,36 @@
-"""The `jssl` command: `jssl train --config configs/<name>.py[:variant] --workdir DIR [--config.a.b=v]`
-and `jssl eval --workdir DIR [--config ...] [--config.a.b=v]`.
+"""The `jssl` command: `jssl train --config <name or file>[:variant] --workdir DIR [--config.a.b=v]`,
+`jssl eval --workdir DIR [--config ...] [--config.a.b=v]`, `jssl configs`, `jssl --version`.
 
-Configs are ml_collections files (`get_config(variant)`); every field can be overridden on
-the command line, and a misspelled field is an error (the config is locked). `jssl eval` reads
-the config the run saved (`DIR/config.json`) unless `--config` names a file. Bad input (unknown
-names, unreadable data, an unwritable workdir, a workdir without checkpoints) ends with one
-clear line, exit code 1 or 2.
+Configs are ml_collections files (`get_config(variant)`), found by a shipped config's name
+(`simclr_mnist`, listed by `jssl configs`) or by path (`jssl.config_files`); every field can be
+overridden on the command line, and a misspelled field is an error (the config is locked).
+`jssl train --help` lists the fields with their defaults and docs. `jssl eval` reads the config
+the run saved (`DIR/config.json`) unless `--config` names one.
+
+Bad input (a missing or broken config file, an unknown variant or field, unreadable data, an
+unwritable workdir, a workdir without checkpoints, a loss that became NaN) ends with one line on
+stderr that says what to fix, exit code 2 (the command line) or 1 (the run); `--debug` or
+`JSSL_DEBUG=1` shows the traceback instead. Any other exception is a bug and keeps its traceback.
+`SystemExit` (e.g. the trainer's exit after saving on SIGTERM) passes through untouched.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
 import sys
+import textwrap
 
+import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-# The default config of `jssl train`: the embedded-MNIST SimCLR run, next to the package in a
-# source checkout (`pip install -e .`).
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "simclr_mnist.py")
+from jssl import __version__, config_docs, config_files
+
+# `JSSL_DEBUG=1` (any value but '' and '0') does what `--debug` does.
+DEBUG_ENV = "JSSL_DEBUG"
 
 
 def maybe_initialize_distributed(mode: str) -> None:
@@ -95,6 +105,9 @@ def summary_lines(results: dict) -> list[str]:
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("jssl").setLevel(logging.INFO)
+    # A NaN metric is jssl's to report (one line naming the step, from the trainer), not once per
+    # scalar written to TensorBoard.
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
 
 
 def _eval(config, workdir: str | None, extra: list[str]) -> None:
@@ -116,10 +129,52 @@ def _eval(config, workdir: str | None, extra: list[str]) -> None:
     print(f"results: {os.path.join(os.path.abspath(workdir), 'eval_results.json')}")
 
 
-def _parse_eval(args: list[str]):
-    """Like `_parse`, but without `--config` the config is the run's own `<workdir>/config.json`."""
-    if any(re.match(r"^--?config(=|$)", a) for a in args):
-        return _parse("eval", args)
+def _split_config(args: list[str]) -> tuple[str | None, list[str]]:
+    """Takes `--config=<spec>` / `--config <spec>` out of `args`: (the last spec or None, the rest)."""
+    spec, rest, i = None, [], 0
+    while i < len(args):
+        match = re.match(r"^--?config(=(.*))?$", args[i])
+        if not match:
+            rest.append(args[i])
+        elif match.group(1) is not None:
+            spec = match.group(2)
+        elif i + 1 < len(args):
+            spec, i = args[i + 1], i + 1
+        else:
+            raise ValueError("--config needs a value: a shipped config's name (`jssl configs`) or a file")
+        i += 1
+    return spec, rest
+
+
+def check_overrides(config: ml_collections.ConfigDict, args: list[str], command: str) -> None:
+    """One-line `ValueError`s for `--config.<field>` overrides that name no field, or that give a
+    group of fields (`--config.method=foo`) a plain value, before ml_collections' own messages."""
+    for arg in args:
+        match = re.match(r"^--?(?:no)?config\.([^=]+)(=(.*))?$", arg, re.DOTALL)
+        if not match:
+            continue
+        path, value = match.group(1), match.group(3)
+        node, walked = config, []
+        for part in path.split("."):
+            if not isinstance(node, ml_collections.ConfigDict):
+                raise ValueError(f"--config.{'.'.join(walked)} is a single value, it has no field {part!r}")
+            if part not in node:
+                close = difflib.get_close_matches(path, [f for f, _ in config_docs.flatten(config)], n=3, cutoff=0.6)
+                hint = f"did you mean {' or '.join(close)}? " if close else ""
+                raise ValueError(f"no config field {path!r}; {hint}(`jssl {command} --help` lists the fields)")
+            node, walked = node[part], [*walked, part]
+        # A group takes a whole dict literal (`--config.model.kwargs="{'depth': 12}"`), nothing else.
+        if isinstance(node, ml_collections.ConfigDict) and value is not None and not value.lstrip().startswith("{"):
+            keys = list(node.keys())
+            example = "name" if "name" in keys else keys[0]
+            raise ValueError(
+                f"--config.{path} is a group of fields ({', '.join(keys)}), not a value: "
+                f"set one of them, e.g. --config.{path}.{example}={value}"
+            )
+
+
+def _run_config(args: list[str]) -> tuple[ml_collections.ConfigDict, str]:
+    """`jssl eval` without `--config`: the config the run saved in `--workdir`."""
     pre = flags.FlagValues()
     workdir = flags.DEFINE_string("workdir", None, "The run's directory.", flag_values=pre)
     pre(["jssl eval", *args], known_only=True)
@@ -131,67 +186,175 @@ def _parse_eval(args: list[str]):
     if not os.path.isdir(os.path.dirname(path)):
         raise ValueError(f"workdir {os.path.dirname(path)} does not exist")
     if not os.path.exists(path):
-        raise ValueError(f"{path} does not exist: pass the run's config with --config=<file>[:variant]")
+        raise ValueError(f"{path} does not exist: pass the run's config with --config=<name or file>[:variant]")
+    config = load_config(path)
+    config.lock()
+    return config, path
+
+
+def load_command_config(command: str, args: list[str]) -> tuple[ml_collections.ConfigDict, str, list[str]]:
+    """(the config `--config` names, or the command's default; its file; args without `--config`)."""
+    spec, rest = _split_config(args)
+    if spec is None and command == "eval":
+        return (*_run_config(rest), rest)
+    config, path = config_files.load(config_files.DEFAULT if spec is None else spec)
+    return config, path, rest
+
+
+def apply_overrides(command: str, config: ml_collections.ConfigDict, args: list[str]):
+    """(config with the `--config.*` overrides in `args` applied, workdir, remaining args)."""
+    check_overrides(config, args, command)
     flag_values = flags.FlagValues()
+    prog = f"jssl {command}"
     config_flag = config_flags.DEFINE_config_dict(
-        "config", load_config(path), "The run's config.", flag_values=flag_values, lock_config=True
+        "config", config, "The config.", flag_values=flag_values, lock_config=True, sys_argv=[prog, *args]
     )
-    flags.DEFINE_string("workdir", None, "The run's directory.", flag_values=flag_values)
-    rest = flag_values(["jssl eval", *args])
-    return config_flag.value, workdir.value, rest[1:]
+    help_workdir = "The run's directory." if command == "eval" else "Directory for checkpoints, logs, results."
+    workdir = flags.DEFINE_string("workdir", None, help_workdir, flag_values=flag_values)
+    remaining = flag_values([prog, *args])
+    return config_flag.value, workdir.value, remaining[1:]
 
 
-def _parse(command: str, args: list[str]):
-    """Parses `--config`, its `--config.*` overrides and `--workdir` into (config, workdir, rest)."""
-    flag_values = flags.FlagValues()
-    config_flag = config_flags.DEFINE_config_file(
-        "config", DEFAULT_CONFIG, "Config file, optionally with ':variant'.", flag_values=flag_values, lock_config=True
-    )
-    workdir = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, results.", flag_values=flag_values)
-    rest = flag_values([f"jssl {command}", *args])
-    config = config_flag.value
-    config.keys()  # config files load lazily: surface a missing/broken file now
-    return config, workdir.value, rest[1:]
+HELP = {
+    "train": (
+        "usage: jssl train [--config=<name or file>[:variant]] --workdir=DIR [--config.<field>=<value> ...]\n\n"
+        "Pretrains (and evaluates) a model. Rerunning with the same --workdir resumes.\n\n"
+        "  --config   a shipped config's name (`jssl configs` lists them) or a config file, then optionally\n"
+        f"             :variant (e.g. {config_files.DEFAULT}:smoke); default {config_files.DEFAULT}\n"
+        "  --workdir  directory for checkpoints, TensorBoard logs, metrics.jsonl and results.json\n"
+    ),
+    "eval": (
+        "usage: jssl eval --workdir=DIR [--config=<name or file>[:variant]] [--config.<field>=<value> ...]\n\n"
+        "kNN, linear probe and fine-tuning of a run's latest checkpoint.\n\n"
+        "  --workdir  the directory of a `jssl train` run\n"
+        "  --config   default: the run's own config.json; a shipped config's name or a file otherwise\n"
+    ),
+}
+COMMON_HELP = "  --debug    on an error, show the full traceback (also JSSL_DEBUG=1)\n"
+
+
+def command_help(command: str, args: list[str]) -> str:
+    """`jssl <command> --help`: the flags, then every config field with its default and doc."""
+    text = HELP[command] + COMMON_HELP
+    try:
+        config, path, _ = load_command_config(command, args)
+    except ValueError as e:  # e.g. `jssl eval --help` without a workdir: fields of the default config
+        if command != "eval":
+            raise
+        config, path = config_files.load(config_files.DEFAULT)
+        text += f"\n({_one_line(e)})\n"
+    docs = config_docs.config_field_docs(config, path, config_files.shipped().values())
+    text += f"\nConfig fields of {path} (defaults shown; --config.<field>=<value> overrides):\n"
+    for field, value in config_docs.flatten(config):
+        text += f"  --config.{field}={value!r}\n"
+        doc = docs.get(field)
+        if doc:
+            text += textwrap.fill(doc, width=100, initial_indent=" " * 6, subsequent_indent=" " * 6) + "\n"
+    return text
+
+
+def _configs(args: list[str]) -> str:
+    """`jssl configs`: every shipped config with the first line of its docstring."""
+    if args:
+        raise app.UsageError(f"unexpected arguments: {args}")
+    configs = config_files.shipped()
+    width = max(map(len, configs), default=0)
+    lines = [f"{len(configs)} shipped configs in {config_files.configs_dir()}:"]
+    lines += [f"  {name:<{width}}  {config_files.summary(path)}" for name, path in configs.items()]
+    lines.append("run one: jssl train --config <name>[:variant] --workdir DIR (variants: in each file's docstring)")
+    return "\n".join(lines)
+
+
+def _print(text: str) -> None:
+    """Prints a listing; a reader that stops early (`jssl train --help | head`) is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 COMMANDS = {"train": _train, "eval": _eval}
-PARSERS = {"train": lambda args: _parse("train", args), "eval": _parse_eval}
+HELP_FLAGS = ("-h", "--help", "-help", "--helpfull")
 
-USAGE = """usage: jssl <command> [flags]
+USAGE = f"""usage: jssl <command> [flags]
 
 commands:
-  train   pretrain (and evaluate) a model: jssl train --config configs/simclr_mnist.py --workdir runs/x
-          (no --config: the default embedded-MNIST SimCLR run; --config.<field>=<value> overrides)
-  eval    kNN, linear probe and fine-tuning of a run's latest checkpoint: jssl eval --workdir runs/x
-          (the run's config.json; --config.finetune.<field>=<value> overrides evaluation fields)
+  train    pretrain (and evaluate) a model: jssl train --config {config_files.DEFAULT} --workdir runs/x
+           (no --config: the embedded-MNIST SimCLR run; --config.<field>=<value> overrides;
+           jssl train --help lists every field)
+  eval     kNN, linear probe and fine-tuning of a run's latest checkpoint: jssl eval --workdir runs/x
+           (the run's config.json; --config.finetune.<field>=<value> overrides evaluation fields)
+  configs  list the shipped configs (--config <name>[:variant] runs one)
+
+flags: --version; --debug (any command: show tracebacks; also {DEBUG_ENV}=1)
 """
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line; a long multi-line message is cut (--debug shows it whole)."""
+    text = str(error)
+    if isinstance(error, KeyError):  # str() of a KeyError is the repr of its argument
+        text = text.strip("'\"").replace("\\n", "\n").replace("\\'", "'")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if len(lines) > 2:
+        return f"{lines[0]} [{len(lines) - 1} more lines: rerun with --debug]"
+    return " ".join(lines) or type(error).__name__
+
+
+def _fail(command: str, error: BaseException, code: int, debug: bool):
+    if debug:
+        raise error
+    print(f"jssl {command}: error: {_one_line(error)}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _debug_requested(args: list[str]) -> bool:
+    return "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
-    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    debug = _debug_requested(argv[1:])
+    args = [a for a in argv[1:] if a != "--debug"]
+    if not args or args[0] in ("-h", "--help", "help"):
         print(USAGE)
-        sys.exit(0 if len(argv) >= 2 else 2)
-    command = argv[1]
-    if command not in COMMANDS:
-        print(f"jssl: unknown command {command!r}; known commands: {sorted(COMMANDS)}\n\n{USAGE}", file=sys.stderr)
+        sys.exit(0 if args else 2)
+    if args[0] in ("--version", "-V", "version"):
+        print(f"jssl {__version__}")
+        return
+    command, args = args[0], args[1:]
+    if command not in (*COMMANDS, "configs"):
+        close = difflib.get_close_matches(command, [*COMMANDS, "configs"], n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        print(f"jssl: unknown command {command!r}; {hint}commands: train, eval, configs (jssl --help)", file=sys.stderr)
         sys.exit(2)
     try:
-        # config_flags reads overrides from sys.argv when the flag is defined.
-        sys.argv = [f"jssl {command}", *argv[2:]]
-        config, workdir, rest = PARSERS[command](argv[2:])
-    except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
-        message = str(e).strip("'\"").replace("\\n", " ").replace("\\'", "'")
-        print(f"jssl {command}: error: {message}", file=sys.stderr)
-        sys.exit(2)
+        if command == "configs":
+            _print(_configs(args))
+            return
+        if any(a in HELP_FLAGS for a in args):
+            _print(command_help(command, [a for a in args if a not in HELP_FLAGS]))
+            return
+        # Running the config file: only its ValueErrors are bad input; anything else is a bug in it.
+        config, _, args = load_command_config(command, args)
+    except (flags.Error, app.UsageError, ValueError) as e:
+        _fail(command, e, 2, debug)
+    try:
+        config, workdir, rest = apply_overrides(command, config, args)
+    except (flags.Error, ValueError, AttributeError, KeyError, TypeError) as e:
+        # ml_collections reports a bad override value as any of these types.
+        _fail(command, e, 2, debug)
     try:
         COMMANDS[command](config, workdir, rest)
     except app.UsageError as e:
-        print(f"jssl {command}: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except ValueError as e:  # jssl's convention: bad input raises ValueError with a clear message
-        print(f"jssl {command}: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        _fail(command, e, 2, debug)
+    except (ValueError, FloatingPointError) as e:  # bad input (jssl's convention); the NaN-loss stop
+        _fail(command, e, 1, debug)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"jssl {command}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

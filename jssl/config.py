@@ -18,11 +18,11 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.total_steps = 1000
-    c.global_batch_size = 256
-    c.log_every_steps = 10
-    c.progress_bar = True
+    c.seed = 0  # parameters, data order and augmentations; a rerun with the same seed repeats the run
+    c.total_steps = 1000  # optimizer steps of pretraining (schedules span them)
+    c.global_batch_size = 256  # examples per step over all devices (split over mesh axes data x fsdp)
+    c.log_every_steps = 10  # steps between metric lines (metrics.jsonl, TensorBoard) and NaN-loss checks
+    c.progress_bar = True  # a tqdm bar on the chief process
     # The log warns of collapse when a method's `embedding_spread` (per-dimension std of the
     # normalized embedding x sqrt(dim): ~1 when spread out, 0 when collapsed) falls below this.
     c.collapse_spread = 0.05
@@ -46,19 +46,24 @@ def base_config() -> ml_collections.ConfigDict:
     c.distributed = "auto"
 
     c.data = ml_collections.ConfigDict()
-    c.data.name = "mnist"  # mnist | digits | tfds | npz
-    c.data.tfds_name = ""
-    c.data.data_dir = ""
+    # Images: mnist | digits | tfds | npz; text (jssl.config.text_data): pydoc | tfds; audio: spoken_digits | tfds.
+    c.data.name = "mnist"
+    c.data.tfds_name = ""  # data.name='tfds': the TFDS data set ('cifar10', 'imagenet2012'), prepared as ArrayRecord
+    c.data.data_dir = ""  # data.name='tfds': the TFDS data directory (empty: ~/tensorflow_datasets)
     # npz: '{split}_images'/'{split}_labels' per split, or only 'images'/'labels', which are split
     # 80/20 into 'train'/'test' by a fixed seed-0 permutation (jssl.data.sources.npz_source).
-    c.data.path = ""
-    c.data.train_split = "train"
-    c.data.eval_split = "test"
+    c.data.path = ""  # data.name='npz': the .npz file
+    c.data.train_split = "train"  # split to pretrain on (and fit the kNN / linear probe on)
+    c.data.eval_split = "test"  # held-out split that evaluation scores
     c.data.image_key = ""  # tfds feature names; empty: 'image' / 'label'
-    c.data.label_key = ""
-    c.data.num_classes = 10  # labels must lie in [0, num_classes): checked before training
+    c.data.label_key = ""  # tfds label feature name; empty: 'label'
+    # Label classes (online probe, linear probe, fine-tuning head); labels must lie in [0, num_classes):
+    # checked before training.
+    c.data.num_classes = 10
+    # Per-channel pixel mean and std (images in [0, 1]) that inputs are normalized with.
     c.data.mean = (0.5,)
-    c.data.std = (0.5,)
+    c.data.std = (0.5,)  # per-channel pixel std (see data.mean)
+    # Each view's augmentation: ops joined by '|', each with optional arguments (jssl.data.augment).
     c.data.augment = "random_resized_crop(32)|hflip|color_jitter|grayscale|gaussian_blur"
     # Multi-crop: ((count, augmentation), ...) in view order, e.g. 2 global + 6 local crops
     # ((1, "random_resized_crop(224, scale=(0.4, 1))|..."), (1, "..."), (6, "random_resized_crop(96, ...)|...")).
@@ -88,30 +93,33 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.eval_preprocess = ""
 
     c.model = ml_collections.ConfigDict()
-    c.model.name = "resnet18"
+    c.model.name = "resnet18"  # backbone in jssl.models (resnet*, vit_*, conv_ae_*; text/audio: their own)
     c.model.dtype = "float32"  # compute dtype; 'bfloat16' keeps float32 parameters
+    # Keyword arguments of the backbone (a ResNet: width_multiplier scales every stage; small_image_stem
+    # is a 3x3 stem without max-pool for small images, with stride stem_stride); ViTs take others.
     c.model.kwargs = ml_collections.ConfigDict(dict(width_multiplier=1.0, small_image_stem=True, stem_stride=1))
 
+    # The SSL method (jssl.methods) and its own fields, which differ per method.
     c.method = ml_collections.ConfigDict()
-    c.method.name = "simclr"
-    c.method.temperature = 0.1
-    c.method.projection_hidden_dim = 2048
-    c.method.projection_dim = 128
-    c.method.projection_layers = 2
+    c.method.name = "simclr"  # a name in jssl.methods.METHODS: simclr, byol, dino, mae, gpt, wav2vec2, ...
+    c.method.temperature = 0.1  # softmax temperature of the contrastive (NT-Xent / InfoNCE) loss
+    c.method.projection_hidden_dim = 2048  # hidden width of the projection head MLP
+    c.method.projection_dim = 128  # output width of the projection head (the embedding the loss sees)
+    c.method.projection_layers = 2  # linear layers in the projection head
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.name = "lars"  # lars | adamw | sgd
-    c.optimizer.base_learning_rate = 0.3
+    c.optimizer.base_learning_rate = 0.3  # peak learning rate at batch optimizer.lr_scaling_batch
     c.optimizer.lr_scaling_batch = 256  # lr = base_learning_rate * global_batch / this
-    c.optimizer.warmup_steps = 10
-    c.optimizer.min_learning_rate_ratio = 0.0
-    c.optimizer.weight_decay = 1e-6
+    c.optimizer.warmup_steps = 10  # linear warmup from 0, then cosine decay to the end of the run
+    c.optimizer.min_learning_rate_ratio = 0.0  # final learning rate / peak
+    c.optimizer.weight_decay = 1e-6  # decoupled; never on biases and normalization parameters
     # 'constant', or 'cosine' from weight_decay to weight_decay_end over the run (DINO's ViTs).
     c.optimizer.weight_decay_schedule = "constant"
-    c.optimizer.weight_decay_end = 0.0
-    c.optimizer.momentum = 0.9
-    c.optimizer.b1 = 0.9
-    c.optimizer.b2 = 0.999
+    c.optimizer.weight_decay_end = 0.0  # final weight decay of the 'cosine' schedule
+    c.optimizer.momentum = 0.9  # lars and sgd
+    c.optimizer.b1 = 0.9  # adamw's first-moment decay
+    c.optimizer.b2 = 0.999  # adamw's second-moment decay
     c.optimizer.grad_clip_norm = 0.0  # 0: off
 
     # Online linear probe on stop-gradient features, trained alongside (solo-learn style).
@@ -119,11 +127,11 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     c.eval.every_steps = 500  # 0: only at the end
-    c.eval.knn_k = 20
-    c.eval.knn_temperature = 0.07
-    c.eval.linear_probe_steps = 300
-    c.eval.linear_probe_l2 = 1e-4
-    c.eval.batch_size = 500
+    c.eval.knn_k = 20  # neighbours of the weighted kNN classifier on L2-normalized features
+    c.eval.knn_temperature = 0.07  # temperature of the kNN vote weights exp(similarity / T)
+    c.eval.linear_probe_steps = 300  # steps of the offline linear probe on frozen features
+    c.eval.linear_probe_l2 = 1e-4  # L2 penalty on the linear probe's weights
+    c.eval.batch_size = 500  # examples per forward pass when extracting features (all evaluations)
     c.eval.baselines = True  # raw pixels and a random-init encoder, at the end
     # Held-out images a method with pictures (MAE reconstructions, samples) draws at each eval
     # and at the end, into <workdir>/pictures/ and TensorBoard (0: none).
@@ -133,34 +141,34 @@ def base_config() -> ml_collections.ConfigDict:
     # images are compared by a Fréchet distance in that run's representation (not Inception's:
     # labelled so in results.json). Empty: off.
     c.eval.frechet_encoder = ""
-    c.eval.frechet_samples = 1000
+    c.eval.frechet_samples = 1000  # generated (and held-out) images of the Fréchet distance
 
     c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every_steps = 100
-    c.checkpoint.max_to_keep = 3
-    c.checkpoint.async_save = True
+    c.checkpoint.every_steps = 100  # steps between checkpoints in <workdir>/checkpoints (and at the end)
+    c.checkpoint.max_to_keep = 3  # older checkpoints are deleted
+    c.checkpoint.async_save = True  # write checkpoints in the background while training continues
 
     # `jssl eval`: fine-tuning the pretrained backbone + a new linear head on the labelled
     # training split (MAE/BEiT style), checkpointed in `<workdir>/finetune/`.
     c.finetune = ml_collections.ConfigDict()
-    c.finetune.enabled = True
-    c.finetune.steps = 1000
-    c.finetune.batch_size = 256
+    c.finetune.enabled = True  # False: `jssl eval` skips fine-tuning (text and audio recipes)
+    c.finetune.steps = 1000  # fine-tuning optimizer steps
+    c.finetune.batch_size = 256  # global batch of fine-tuning
     c.finetune.learning_rate = 1e-3  # peak AdamW learning rate (not scaled by the batch size)
     c.finetune.warmup_steps = 50  # linear warmup from 0, then cosine decay to the end
-    c.finetune.min_learning_rate_ratio = 0.0
-    c.finetune.b1 = 0.9
-    c.finetune.b2 = 0.999
+    c.finetune.min_learning_rate_ratio = 0.0  # final learning rate / peak
+    c.finetune.b1 = 0.9  # AdamW's first-moment decay
+    c.finetune.b2 = 0.999  # AdamW's second-moment decay
     c.finetune.weight_decay = 0.05  # decoupled; never on biases and normalization parameters
     # Layer i of the backbone learns at learning_rate * layer_decay**(num_layers + 1 - i) (the
     # head at the full rate), for backbones with `layer_index`/`num_layers`; 1.0: no decay.
     c.finetune.layer_decay = 0.75
-    c.finetune.label_smoothing = 0.1
+    c.finetune.label_smoothing = 0.1  # of the cross-entropy targets, in [0, 1)
     c.finetune.grad_clip_norm = 0.0  # 0: off
     c.finetune.augment = "random_resized_crop(32)|hflip"  # must give images of the evaluation size
-    c.finetune.log_every_steps = 10
+    c.finetune.log_every_steps = 10  # steps between fine-tuning metric lines
     c.finetune.eval_every_steps = 0  # held-out top-1 during fine-tuning; 0: only at the end
-    c.finetune.checkpoint_every_steps = 100
+    c.finetune.checkpoint_every_steps = 100  # steps between fine-tuning checkpoints in <workdir>/finetune/
     # Also fine-tune a randomly initialized backbone the same way (doubles the cost).
     c.finetune.random_init_baseline = True
     return c
@@ -256,24 +264,24 @@ def dino_imagenet(
 
     m = c.method
     m.name = "dino"
-    m.num_global_crops = 2
-    m.num_local_crops = num_local_crops
-    m.out_dim = 65536
-    m.head_hidden_dim = 2048
-    m.head_bottleneck_dim = 256
-    m.head_layers = 3
-    m.head_batch_norm = False
-    m.norm_last_layer = norm_last_layer
-    m.student_temperature = 0.1
-    m.teacher_temperature_start = 0.04
-    m.teacher_temperature = 0.07
-    m.teacher_temperature_warmup_steps = 30 * steps_per_epoch
-    m.teacher_momentum = 0.996
-    m.teacher_momentum_final = 1.0
-    m.center_momentum = 0.9
+    m.num_global_crops = 2  # the first views of data.crops: global crops (all DINO's teacher sees)
+    m.num_local_crops = num_local_crops  # the remaining views: smaller local crops, for the student only
+    m.out_dim = 65536  # K: outputs of the head (the softmax over "prototypes")
+    m.head_hidden_dim = 2048  # hidden width of the head MLP
+    m.head_bottleneck_dim = 256  # the MLP's output, L2-normalized before the last layer
+    m.head_layers = 3  # linear layers of the head MLP (GELU between)
+    m.head_batch_norm = False  # BatchNorm between the head MLP's layers (the official code's convnet option)
+    m.norm_last_layer = norm_last_layer  # fix the weight-normalized last layer's norm to 1 (learn directions)
+    m.student_temperature = 0.1  # softmax temperature of the student
+    m.teacher_temperature_start = 0.04  # teacher temperature at step 0, linear to teacher_temperature
+    m.teacher_temperature = 0.07  # teacher temperature after teacher_temperature_warmup_steps
+    m.teacher_temperature_warmup_steps = 30 * steps_per_epoch  # steps of the teacher temperature's warmup
+    m.teacher_momentum = 0.996  # EMA momentum of the teacher at step 0, cosine to teacher_momentum_final
+    m.teacher_momentum_final = 1.0  # the teacher's EMA momentum at the end of the run
+    m.center_momentum = 0.9  # EMA momentum of the center subtracted from the teacher's logits
     m.centering = "center"  # or 'sinkhorn_knopp' (DINOv2's teacher balancing)
-    m.sinkhorn_iterations = 3
-    m.freeze_last_layer_steps = 1 * steps_per_epoch
+    m.sinkhorn_iterations = 3  # of the Sinkhorn-Knopp balancing (centering='sinkhorn_knopp')
+    m.freeze_last_layer_steps = 1 * steps_per_epoch  # the head's last layer is not updated for these first steps
 
 
 def imagenet(c: ml_collections.ConfigDict) -> None:
@@ -442,15 +450,15 @@ def text_data(c: ml_collections.ConfigDict, *, name: str = "pydoc") -> None:
     model and bag-of-tokens features.
     """
     c.data.name = name
-    c.data.seq_len = 128
-    c.data.tokenizer = "bpe"
-    c.data.vocab_size = 2048
-    c.data.heldout_fraction = 0.2
-    c.data.cache_dir = ""
-    c.data.text_key = "text"
+    c.data.seq_len = 128  # tokens per training window
+    c.data.tokenizer = "bpe"  # byte-level BPE, trained on the training split and cached
+    c.data.vocab_size = 2048  # tokenizer entries, special tokens included
+    c.data.heldout_fraction = 0.2  # pydoc: the tail of each topic held out for evaluation
+    c.data.cache_dir = ""  # tokenizer and token-stream cache (empty: $JSSL_CACHE/text or ~/.cache/jssl/text)
+    c.data.text_key = "text"  # tfds text feature name
     c.data.label_key = ""
-    c.data.max_train_documents = 0
-    c.data.tokenizer_documents = 0
+    c.data.max_train_documents = 0  # tfds: cap on training documents read (0: all)
+    c.data.tokenizer_documents = 0  # the tokenizer learns from the first this many documents (0: all)
     c.data.max_eval_examples = 0
     c.data.num_workers = 0
     c.finetune.enabled = False
@@ -474,11 +482,11 @@ def spoken_digits(c: ml_collections.ConfigDict) -> None:
     c.data.train_split = "train"
     c.data.eval_split = "test"
     c.data.num_classes = 10
-    c.data.sample_rate = 16000
-    c.data.crop_samples = 8000
-    c.data.eval_samples = 16000
-    c.data.normalize = True
-    c.data.audio_key = "audio"
+    c.data.sample_rate = 16000  # Hz; a tfds audio feature must match
+    c.data.crop_samples = 8000  # training crop in samples (shorter clips are padded, with a mask)
+    c.data.eval_samples = 16000  # evaluation reads the first this many samples of each clip
+    c.data.normalize = True  # each clip to zero mean and unit variance over its real samples
+    c.data.audio_key = "audio"  # tfds audio feature name
     c.data.label_key = ""
     c.data.spoken_digits = ml_collections.ConfigDict(
         dict(voices=(), held_out_voices=(), rates=(), pitches=())  # empty: jssl.data.spoken_digits' defaults

@@ -35,6 +35,7 @@ import numpy as np
 from jssl.data.checks import check_distinct_splits, check_source_labels, checked_label
 from jssl.data.inputs import EvalSet, FeatureEvals, Inputs
 from jssl.data.pipeline import _derive_seed, batched_iterator, process_shard
+from jssl.data.tfds_open import open_tfds
 
 __all__ = [
     "AUDIO_SOURCES",
@@ -177,17 +178,8 @@ class TfdsAudioSource:
         label_key: str = "label",
         sample_rate: int | None = None,
     ) -> None:
-        import tensorflow_datasets as tfds
-
         self.name, self.split, self.audio_key, self.label_key = name, split, audio_key, label_key
-        try:
-            # download=False: sources only read what was prepared before (often needs TensorFlow).
-            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-        except Exception as error:  # tfds raises many unrelated types here.
-            raise ValueError(
-                f"cannot open TFDS data set {name!r} split {split!r} (data_dir={data_dir!r}); it must already be "
-                f"prepared with file_format='array_record': {error}"
-            ) from error
+        self._source = open_tfds(name, split, data_dir)
         features = self._source.dataset_info.features
         for key in (audio_key, label_key):
             if key not in features:

@@ -36,6 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from jssl.data.decode import encoded_image
+from jssl.data.tfds_open import open_tfds
 
 __all__ = [
     "ArraySource",
@@ -202,16 +203,7 @@ class TfdsSource:
         self.label_key = label_key
         self.decode = bool(decode)
         decoders = None if self.decode else {image_key: tfds.decode.SkipDecoding()}
-        try:
-            # download=False: preparing needs the builder's own download code and
-            # often TensorFlow; sources only ever read what was prepared before.
-            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False, decoders=decoders)
-        except Exception as error:  # tfds raises many unrelated types here.
-            raise ValueError(
-                f"cannot open TFDS data set {name!r} split {split!r} "
-                f"(data_dir={data_dir!r}); it must already be prepared with "
-                f"file_format='array_record': {error}"
-            ) from error
+        self._source = open_tfds(name, split, data_dir, decoders=decoders)
         if len(self._source) == 0:
             raise _empty_error(name, split)
         first = self._source[0]
@@ -279,6 +271,8 @@ def npz_source(path: str | os.PathLike[str], split: str) -> ArraySource:
     embedded sets' fixed rule: the last ``N // 5`` of a seed-0 permutation are 'test', the rest
     'train', so held-out examples are never also training examples.
     """
+    if not os.path.isfile(path):
+        raise ValueError(f"no .npz file at {os.fspath(path)!r}: set --config.data.path to an existing .npz file")
     with np.load(path, allow_pickle=False) as archive:
         keys = set(archive.files)
         if f"{split}_images" in keys and f"{split}_labels" in keys:

@@ -40,6 +40,7 @@ import ml_collections
 import numpy as np
 
 from jssl.data.checks import check_distinct_splits
+from jssl.data.tfds_open import open_tfds
 
 SPECIAL_TOKENS = ("[PAD]", "[MASK]", "[BOS]", "[EOS]")
 PAD_ID, MASK_ID, BOS_ID, EOS_ID = range(4)
@@ -120,18 +121,10 @@ def pydoc_corpus(config: ml_collections.ConfigDict, *, topics: dict[str, str] | 
 
 
 def _tfds_open(config: ml_collections.ConfigDict, split: str):
-    import tensorflow_datasets as tfds  # numpy path only: TensorFlow is never imported
-
     d = config.data
     if not d.tfds_name:
         raise ValueError("corpus 'tfds' needs data.tfds_name (e.g. 'wikipedia/20230601.en')")
-    try:
-        source = tfds.data_source(d.tfds_name, split=split, data_dir=d.data_dir or None, download=False)
-    except Exception as error:  # tfds raises many unrelated types here
-        raise ValueError(
-            f"cannot open TFDS data set {d.tfds_name!r} split {split!r} (data_dir={d.data_dir!r}); it must "
-            f"already be prepared with file_format='array_record': {error}"
-        ) from error
+    source = open_tfds(d.tfds_name, split, d.data_dir or None)
     if len(source) == 0:
         raise ValueError(f"corpus 'tfds': {d.tfds_name!r} split {split!r} is empty")
     first = source[0]

@@ -195,7 +195,21 @@ def level_resolutions(image_size: int, num_levels: int) -> list[int]:
 
 
 class UNet(nnx.Module):
-    """The DDPM U-Net; see the module docstring. Float32 parameters, compute in `dtype`."""
+    """The DDPM U-Net; see the module docstring. Float32 parameters, compute in `dtype`.
+
+    Args:
+      in_channels: image channels.
+      image_size: side of the images; it must halve `len(ch_mult) - 1` times.
+      out_channels: predicted channels; default: `in_channels`.
+      ch: channels of the first level (and of the timestep embedding).
+      ch_mult: one multiplier of `ch` per resolution level.
+      num_res_blocks: residual blocks per level on the way down (one more on the way up).
+      attn_resolutions: feature-map widths (in pixels) whose levels get self-attention.
+      dropout: in every residual block.
+      num_groups: GroupNorm groups (gcd with the width where it does not divide it).
+      attn_num_heads: heads of the self-attention layers.
+      dtype: compute dtype; parameters stay float32.
+    """
 
     def __init__(
         self,
