@@ -77,6 +77,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     config.method.decoder_num_heads = 4  # attention heads of the decoder
     config.method.decoder_mlp_ratio = 4.0  # decoder MLP width / decoder_embed_dim
     config.method.decoder_pos_embed = "sincos"  # decoder position embedding: 'sincos' (fixed) or 'learned'
+    # True: the loss targets each patch's pixels normalized by its own mean and std (MAE's best).
     config.method.norm_pix_loss = False  # see the docstring: same numbers, honest pictures
 
     config.optimizer.name = "adamw"

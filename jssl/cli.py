@@ -260,8 +260,10 @@ def _configs(args: list[str]) -> str:
     configs = config_files.shipped()
     width = max(map(len, configs), default=0)
     lines = [f"{len(configs)} shipped configs in {config_files.configs_dir()}:"]
-    lines += [f"  {name:<{width}}  {config_files.summary(path)}" for name, path in configs.items()]
-    lines.append("run one: jssl train --config <name>[:variant] --workdir DIR (variants: in each file's docstring)")
+    for name, path in configs.items():
+        variants = "".join(f" :{v}" for v in config_files.variants(path))
+        lines.append(f"  {name:<{width}}  {config_files.summary(path)}{variants and f' [variants{variants}]'}")
+    lines.append("run one: jssl train --config <name>[:variant] --workdir DIR")
     return "\n".join(lines)
 
 

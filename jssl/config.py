@@ -9,11 +9,18 @@ from __future__ import annotations
 import json
 import os
 
-import jax.numpy as jnp
 import ml_collections
 
-# Names of `model.dtype` (the compute dtype; parameters stay float32).
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+def __getattr__(name: str):
+    # `DTYPES`, the names of `model.dtype` (the compute dtype; parameters stay float32), imports
+    # jax on first use only: loading a config (`jssl train --help`, a bad variant) needs no jax.
+    if name == "DTYPES":
+        import jax.numpy as jnp
+
+        globals()[name] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -15,6 +15,7 @@ of the backbone class's docstring (`ResNet`, `VisionTransformer`, `UNet`, ...).
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import io
 import os
@@ -113,6 +114,11 @@ def source_docs(path: str) -> dict[str, str]:
     """Field path -> doc for every commented config assignment in the Python file at `path`."""
     with open(path, encoding="utf-8") as f:
         source = f.read()
+    return dict(_source_docs(source, path))
+
+
+@functools.lru_cache(maxsize=256)
+def _source_docs(source: str, path: str) -> tuple[tuple[str, str], ...]:
     comments = _comments(source)
     docs: dict[str, str] = {}
     for function in ast.walk(ast.parse(source, filename=path)):
@@ -125,7 +131,7 @@ def source_docs(path: str) -> dict[str, str]:
             docs.setdefault(field, doc)
             for key in _dict_keys(node.value):
                 docs.setdefault(f"{field}.{key}", doc)
-    return docs
+    return tuple(docs.items())
 
 
 def field_docs(paths: Iterable[str]) -> dict[str, str]:

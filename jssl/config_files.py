@@ -19,6 +19,7 @@ import difflib
 import importlib.util
 import inspect
 import os
+import re
 
 import ml_collections
 
@@ -43,14 +44,26 @@ def shipped() -> dict[str, str]:
     return {name: os.path.join(folder, f"{name}.py") for name in names}
 
 
-def summary(path: str) -> str:
-    """The first line of the config file's docstring (read without running the file)."""
+def _docstring(path: str) -> str:
+    """The config file's docstring, read without running the file."""
     try:
         with open(path, encoding="utf-8") as f:
-            doc = ast.get_docstring(ast.parse(f.read(), filename=path)) or ""
+            return ast.get_docstring(ast.parse(f.read(), filename=path)) or ""
     except (OSError, SyntaxError, ValueError):
         return ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def summary(path: str, width: int = 110) -> str:
+    """The first paragraph of the config file's docstring, cut to `width` characters."""
+    first = " ".join(_docstring(path).strip().split("\n\n")[0].split())
+    return first if len(first) <= width else first[: width - 3].rstrip() + "..."
+
+
+def variants(path: str) -> list[str]:
+    """The variants a config file's docstring lists: the backticked names of its "Variants" paragraph."""
+    paragraph = next((p for p in _docstring(path).split("\n\n") if p.lstrip().startswith("Variants")), "")
+    # Parenthesized descriptions may quote other names; the variants are outside them.
+    return re.findall(r"`(\w+)`", re.sub(r"\([^()]*\)", "", paragraph))
 
 
 def _not_found(path: str) -> ValueError:
