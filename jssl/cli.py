@@ -242,7 +242,7 @@ def command_help(command: str, args: list[str]) -> str:
         if command != "eval":
             raise
         config, path = config_files.load(config_files.DEFAULT)
-        text += f"\n({_one_line(e)})\n"
+        text += f"\n(no run's config to show: {_one_line(e)}; the fields of {config_files.DEFAULT} follow)\n"
     docs = config_docs.config_field_docs(config, path, config_files.shipped().values())
     text += f"\nConfig fields of {path} (defaults shown; --config.<field>=<value> overrides):\n"
     for field, value in config_docs.flatten(config):
