@@ -13,11 +13,11 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /opt/jssl
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY jssl ./jssl
 COPY configs ./configs
 COPY launch ./launch
-RUN pip install '.[cuda]' && jssl --help > /dev/null
+RUN pip install '.[cuda]' && jssl --help > /dev/null && jssl configs > /dev/null
 
 ENTRYPOINT ["jssl"]
 CMD ["--help"]

@@ -50,8 +50,9 @@ def test_the_image_copies_the_checkout_and_installs_the_cuda_extra(pyproject):
     for source in sources:
         assert os.path.exists(os.path.join(REPO, source)), source
         assert _in_build_context(source), f"{source} is excluded by .dockerignore"
-    # Everything `pip install .` needs to build, and the configs the manifests name.
-    assert {"pyproject.toml", "README.md", "jssl", "configs"} <= set(sources)
+    # Everything `pip install .` needs to build (setup.py ships configs/ in the wheel), and the
+    # configs the manifests name.
+    assert {"pyproject.toml", "setup.py", "README.md", "jssl", "configs"} <= set(sources)
     assert not _in_build_context("runs") and not _in_build_context(".git")
     [install] = [rest for op, rest in instructions if op == "RUN" and "pip install" in rest]
     extras = re.search(r"\.\[([a-z0-9,_-]+)\]", install).group(1).split(",")
