@@ -149,6 +149,25 @@ def base_config() -> ml_collections.ConfigDict:
     # labelled so in results.json). Empty: off.
     c.eval.frechet_encoder = ""
     c.eval.frechet_samples = 1000  # generated (and held-out) images of the Fréchet distance
+    # At the end (`jssl.train.plots`): <workdir>/plots/curves.png (loss and eval curves from
+    # metrics.jsonl) and, for labelled held-out data, features_tsne.png (a t-SNE map of the
+    # held-out features of up to `eval.tsne_points` examples, coloured by label; 0: no map;
+    # 1000 points take ~6 s of one CPU core), also as TensorBoard images.
+    c.eval.plots = True
+    c.eval.tsne_points = 1000
+
+    # Where scalars, pictures and texts go (`jssl.metrics`): comma-separated 'tensorboard',
+    # 'jsonl', 'wandb', 'mlflow'. The last two need `pip install 'jssl[tracking]'`; a restarted
+    # run logs to the same tracked run (its id is kept in <workdir>/tracking/).
+    c.logging = ml_collections.ConfigDict()
+    c.logging.writers = "tensorboard,jsonl"
+    c.logging.run_name = ""  # the tracked run's name; empty: the workdir's name
+    c.logging.wandb_project = "jssl"
+    c.logging.wandb_entity = ""  # empty: your W&B default entity
+    c.logging.wandb_mode = ""  # 'online' | 'offline' | 'disabled'; empty: $WANDB_MODE, else online
+    c.logging.wandb_dir = ""  # empty: $WANDB_DIR, else the workdir
+    c.logging.mlflow_tracking_uri = ""  # empty: $MLFLOW_TRACKING_URI, else a file store in <workdir>/mlruns
+    c.logging.mlflow_experiment = "jssl"
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every_steps = 100  # steps between checkpoints in <workdir>/checkpoints (and at the end)
@@ -187,6 +206,7 @@ def make_smoke(c: ml_collections.ConfigDict) -> None:
     c.global_batch_size = 32
     c.log_every_steps = 2
     c.eval.every_steps = 0
+    c.eval.plots = False  # matplotlib and t-SNE would cost more than the run
     c.eval.linear_probe_steps = 20
     c.eval.batch_size = 200
     c.data.max_eval_examples = 400

@@ -262,7 +262,7 @@ def run_finetune(
         state = tuner.init_state(pretrained)
     del pretrained  # the state holds its own copy
 
-    writer = MetricWriter(directory)
+    writer = MetricWriter(directory, resume_step=int(state.step), finished=int(state.step) >= ft.steps)
     last_saved, scalars = latest, {}
     test_images, test_labels = eval_data["test_images"], eval_data["test_labels"]
     try:

@@ -31,9 +31,10 @@ from jssl.data.image_inputs import image_eval_set, load_eval_data, normalize  # 
 from jssl.data.inputs import EvalSet, Inputs, get_inputs
 from jssl.evaluators import knn_accuracy, linear_probe_accuracy
 from jssl.metrics import MetricWriter
+from jssl.progress import Progress
 from jssl.models.partitioning import activation_sharding
 from jssl.nonfinite import PRETRAINING_ADVICE, NonFiniteLossError, raise_if_nonfinite, track_nonfinite  # noqa: F401
-from jssl.train import frechet
+from jssl.train import frechet, plots
 from jssl.train.optimizers import build_optimizer
 from jssl.train.state import SSLModel, TrainState
 
@@ -558,13 +559,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         state = exp.init_state()
     start_step = int(state.step)
 
-    writer = MetricWriter(workdir)
+    # Rows the killed run logged past `start_step` are superseded (each step is logged once).
+    writer = MetricWriter.for_run(config, workdir, resume_step=start_step, finished=start_step >= config.total_steps)
     pictures = picture_batch(exp, state, eval_set)
-    progress = None
-    if config.progress_bar and is_chief and start_step < config.total_steps:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(total=config.total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+    progress = Progress.for_run(config, start_step, enabled=is_chief)  # a bar on a terminal, else log lines
 
     # ==============================================================================================
     # Loop
@@ -588,24 +586,22 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 last_log_step, last_log_time = done, now
                 writer.write_scalars(done, scalars)
                 _warn_if_collapsed(done, scalars, config.collapse_spread)
-                if progress is not None:
-                    progress.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{scalars['learning_rate']:.3g}")
+                progress.logged(done, scalars)
 
             if done % config.checkpoint.every_steps == 0 or done == config.total_steps:
                 raise_if_nonfinite(state, last_saved)
                 if checkpointer.save(done, state, train_iter, force=done == config.total_steps):
                     last_saved = done
+                    progress.checkpoint_saved(done, checkpointer.directory)
 
             if config.eval.every_steps and done % config.eval.every_steps == 0 and done != config.total_steps:
                 results = evaluate(exp, state, eval_set, offline_probe=False)
                 writer.write_scalars(done, {f"eval/{k}": v for k, v in results.items()})
-                log.info("step %d eval %s", done, results)
+                progress.evaluated(done, results)
                 write_pictures(exp, state, pictures, writer, done)
-            if progress is not None:
-                progress.update(1)
+            progress.advance()
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
         checkpointer.close()
 
     # ==============================================================================================
@@ -645,6 +641,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     scalars = {f"final/{k}": v for k, v in final["ssl"].items() if isinstance(v, (int, float))}
     writer.write_scalars(final["step"], scalars)
     write_pictures(exp, state, pictures, writer, final["step"])
+    if config.eval.plots:
+        plots.final_plots(exp, state, eval_set, writer, workdir, final["step"])
     writer.close()
     if is_chief:
         with open(os.path.join(workdir, "results.json"), "w") as f:

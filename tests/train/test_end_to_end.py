@@ -16,6 +16,7 @@ import pytest
 from jssl.train import NonFiniteLossError, train
 from jssl.train.trainer import prepare_workdir
 from tests.conftest import FAST_COMPILE
+from tests.io.test_metric_writer import tensorboard_scalars
 from tests.train.helpers import REPO, tiny_config
 
 CONFIG = os.path.join(REPO, "configs", "simclr_mnist.py")
@@ -52,6 +53,8 @@ def test_smoke_run_leaves_checkpoints_events_and_results(tmp_path):
         f"--config={CONFIG}:smoke",
         f"--workdir={workdir}",
         "--config.model.kwargs.width_multiplier=0.5",
+        "--config.eval.plots=true",  # off in smoke runs
+        "--config.eval.tsne_points=100",
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -66,6 +69,10 @@ def test_smoke_run_leaves_checkpoints_events_and_results(tmp_path):
     assert os.path.isdir(os.path.join(workdir, "checkpoints", "6"))
     assert sorted(_losses(workdir)) == [2, 4, 6]
     assert "final: kNN" in output
+    # Not a terminal: plain progress lines instead of a tqdm bar, one per checkpoint.
+    assert "jssl: step 6/6 loss " in output and "jssl: step 3: checkpoint saved in " in output
+    for name in ("curves", "features_tsne"):
+        assert os.path.getsize(os.path.join(workdir, "plots", f"{name}.png")) > 1000
 
 
 def sigkill_and_resume(args: list[str], tmp_path, *, total_steps: int, kill_after: int = 8):
@@ -92,6 +99,10 @@ def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
     args = [f"--config={CONFIG}:smoke", *TINY, "--config.total_steps=24", "--config.checkpoint.every_steps=4"]
     expected, resumed = sigkill_and_resume(args, tmp_path, total_steps=24)
     assert sorted(resumed) == list(range(1, 25))
+    # The steps the killed run logged after its checkpoint are superseded, not repeated.
+    with open(tmp_path / "killed" / "metrics.jsonl") as f:
+        assert sorted(json.loads(line)["step"] for line in f if '"loss"' in line) == list(range(1, 25))
+    assert [step for step, _ in tensorboard_scalars(tmp_path / "killed")["loss"]] == list(range(1, 25))
     later = [s for s in range(9, 25)]
     np.testing.assert_array_equal([resumed[s] for s in later], [expected[s] for s in later])
 
