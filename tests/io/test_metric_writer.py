@@ -122,3 +122,16 @@ def test_writers_are_chosen_by_name(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl"]
     with pytest.raises(ValueError, match="unknown logging.writers entry 'tensorbord'; known: jsonl, mlflow"):
         MetricWriter(str(tmp_path), enabled=False, writers="tensorbord,jsonl")
+
+
+def test_configs_saved_before_the_logging_fields_load_with_their_defaults(tmp_path):
+    from jssl.config import base_config, load_config
+
+    old = base_config().to_dict()
+    del old["logging"], old["eval"]["plots"], old["eval"]["tsne_points"]
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    config = load_config(str(tmp_path / "config.json"))
+    assert config.logging.writers == "tensorboard,jsonl" and config.eval.plots and config.eval.tsne_points == 1000
+    writer = MetricWriter.for_run(config, str(tmp_path), resume_step=0, finished=False)
+    writer.close()
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "metrics.jsonl", "tensorboard"]
