@@ -31,9 +31,9 @@ from jssl.data.image_inputs import image_eval_set, load_eval_data, normalize  # 
 from jssl.data.inputs import EvalSet, Inputs, get_inputs
 from jssl.evaluators import knn_accuracy, linear_probe_accuracy
 from jssl.metrics import MetricWriter
-from jssl.progress import Progress
 from jssl.models.partitioning import activation_sharding
 from jssl.nonfinite import PRETRAINING_ADVICE, NonFiniteLossError, raise_if_nonfinite, track_nonfinite  # noqa: F401
+from jssl.progress import Progress
 from jssl.train import frechet, plots
 from jssl.train.optimizers import build_optimizer
 from jssl.train.state import SSLModel, TrainState
