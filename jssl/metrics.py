@@ -16,6 +16,9 @@ to discard them (`purge_step`), and tracked runs keep the first value they were 
 
 from __future__ import annotations
 
+import abc
+import dataclasses
+import importlib.util
 import json
 import logging
 import os
@@ -63,25 +66,26 @@ def picture_grid(pictures: np.ndarray, *, pad: int = 2, pad_value: float = 1.0, 
 # ==================================================================================================
 
 
-class Writer:
+class Writer(abc.ABC):
     """One backend. Images are uint8 `[H, W, C]`; names may contain '/' (sections)."""
 
-    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None: ...
 
-    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None: ...
 
-    def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def write_texts(self, step: int, texts: Mapping[str, str]) -> None: ...
 
     def flush(self) -> None:
         pass
 
-    def close(self) -> None:
-        pass
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
 
+@dataclasses.dataclass
 class RunInfo:
     """What a backend is told when it is opened.
 
@@ -91,13 +95,11 @@ class RunInfo:
     a dict, for trackers that record it.
     """
 
-    def __init__(self, workdir: str, *, resume_step: int | None = None, finished: bool = False,
-                 options: Mapping[str, Any] | None = None, run_config: Mapping[str, Any] | None = None):
-        self.workdir = workdir
-        self.resume_step = resume_step
-        self.finished = finished
-        self.options = dict(options or {})
-        self.run_config = dict(run_config or {})
+    workdir: str
+    resume_step: int | None = None
+    finished: bool = False
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    run_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class TensorBoardWriter(Writer):
@@ -222,6 +224,24 @@ def parse_writers(spec: str | None) -> list[str]:
     return names
 
 
+# The optional backends' import name and pip package.
+OPTIONAL = {"wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow-skinny")}
+
+
+def missing_package_error(writer: str) -> ValueError:
+    package = OPTIONAL[writer][1]
+    return ValueError(
+        f"logging.writers includes {writer!r} but {package} is not installed: pip install 'jssl[tracking]'"
+    )
+
+
+def check_writers(config) -> None:
+    """Fails before any work when `config.logging.writers` names an unknown or uninstalled backend."""
+    for name in parse_writers((config.get("logging") or {}).get("writers", DEFAULT_WRITERS)):
+        if name in OPTIONAL and importlib.util.find_spec(OPTIONAL[name][0]) is None:
+            raise missing_package_error(name)
+
+
 # ==================================================================================================
 # Resuming
 # ==================================================================================================
@@ -265,7 +285,7 @@ def truncate_jsonl(path: str, step: int, *, finished: bool = False) -> list[dict
         with open(path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(path + ".tmp", path)
-        log.info("%s: %d rows after step %d dropped (the run resumes there and logs them again)", path, dropped, step)
+        log.info("%s: %d rows dropped that the run, resumed at step %d, logs again", path, dropped, step)
     return at_step
 
 
@@ -300,7 +320,7 @@ class MetricWriter:
         self._writers: dict[str, Writer] = {}
         if not self.enabled:
             return
-        info = RunInfo(workdir, resume_step=resume_step, finished=finished, options=options, run_config=run_config)
+        info = RunInfo(workdir, resume_step, finished, dict(options or {}), dict(run_config or {}))
         replay = None  # the rows kept at `resume_step`, when metrics.jsonl says what they were
         jsonl = os.path.join(workdir, JSONL_NAME)
         if resume_step is not None and os.path.exists(jsonl):

@@ -26,20 +26,18 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from jssl.metrics import RunInfo, Writer
+from jssl.metrics import OPTIONAL, RunInfo, Writer, missing_package_error
 
 log = logging.getLogger("jssl")
 
 TRACKING_DIR = "tracking"
 
 
-def _require(module: str, writer: str, package: str):
+def _require(writer: str):
     try:
-        return importlib.import_module(module)
+        return importlib.import_module(OPTIONAL[writer][0])
     except ImportError as e:
-        raise ValueError(
-            f"logging.writers includes {writer!r} but {package} is not installed: pip install 'jssl[tracking]'"
-        ) from e
+        raise missing_package_error(writer) from e
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -94,7 +92,7 @@ class WandbWriter(TrackedRun):
 
     def __init__(self, info: RunInfo):
         super().__init__(info)
-        self._wandb = _require("wandb", "wandb", "wandb")
+        self._wandb = _require("wandb")
         o = info.options
         directory = o.get("wandb_dir") or os.environ.get("WANDB_DIR") or info.workdir
         os.makedirs(directory, exist_ok=True)
@@ -142,7 +140,7 @@ class MlflowWriter(TrackedRun):
 
     def __init__(self, info: RunInfo):
         super().__init__(info)
-        _require("mlflow", "mlflow", "mlflow-skinny")
+        _require("mlflow")
         from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient

@@ -30,7 +30,7 @@ from jssl.data import image_inputs
 from jssl.data.image_inputs import image_eval_set, load_eval_data, normalize  # noqa: F401 (re-exported)
 from jssl.data.inputs import EvalSet, Inputs, get_inputs
 from jssl.evaluators import knn_accuracy, linear_probe_accuracy
-from jssl.metrics import MetricWriter
+from jssl.metrics import MetricWriter, check_writers
 from jssl.models.partitioning import activation_sharding
 from jssl.nonfinite import PRETRAINING_ADVICE, NonFiniteLossError, raise_if_nonfinite, track_nonfinite  # noqa: F401
 from jssl.progress import Progress
@@ -67,6 +67,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"global_batch_size must be positive; got {config.global_batch_size}")
     if config.model.dtype not in DTYPES:
         raise ValueError(f"unknown model.dtype {config.model.dtype!r}; known: {sorted(DTYPES)}")
+    check_writers(config)  # an unknown or uninstalled logging.writers entry
     # Unknown method names fail before data is read; so do the data kind's own checks (image
     # crops that do not match the method's views, ops without a device twin).
     make_inputs(config)

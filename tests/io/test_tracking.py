@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import struct
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from jssl.config import base_config
-from jssl.metrics import MetricWriter
+from jssl.metrics import MetricWriter, check_writers
 from jssl.tracking import _flatten
 
 
@@ -122,5 +123,12 @@ def test_mlflow_file_store_holds_the_metrics_and_a_restart_resumes_the_run(tmp_p
 
 def test_a_selected_tracker_that_is_not_installed_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
-    with pytest.raises(ValueError, match=r"includes 'wandb' but wandb is not installed: pip install 'jssl\[tracking\]'"):
+    message = r"includes 'wandb' but wandb is not installed: pip install 'jssl\[tracking\]'"
+    with pytest.raises(ValueError, match=message):
         MetricWriter(str(tmp_path), enabled=True, writers="jsonl,wandb")
+    # The trainer's config check says so before any data is read.
+    config = base_config()
+    config.logging.writers = "tensorboard,mlflow"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "mlflow" else object())
+    with pytest.raises(ValueError, match=r"includes 'mlflow' but mlflow-skinny is not installed"):
+        check_writers(config)
