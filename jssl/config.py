@@ -29,7 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.total_steps = 1000  # optimizer steps of pretraining (schedules span them)
     c.global_batch_size = 256  # examples per step over all devices (split over mesh axes data x fsdp)
     c.log_every_steps = 10  # steps between metric lines (metrics.jsonl, TensorBoard) and NaN-loss checks
-    c.progress_bar = True  # a tqdm bar on the chief process
+    # A tqdm bar on the chief process when stderr is a terminal; otherwise (a batch job's log file),
+    # or when False, a plain log line per log step: `step 120/500 loss 4.1234 3.2 steps/s ETA 1m58s`.
+    c.progress_bar = True
     # The log warns of collapse when a method's `embedding_spread` (per-dimension std of the
     # normalized embedding x sqrt(dim): ~1 when spread out, 0 when collapsed) falls below this.
     c.collapse_spread = 0.05
