@@ -152,24 +152,24 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.frechet_encoder = ""
     c.eval.frechet_samples = 1000  # generated (and held-out) images of the Fréchet distance
     # At the end (`jssl.train.plots`): <workdir>/plots/curves.png (loss and eval curves from
-    # metrics.jsonl) and, for labelled held-out data, features_tsne.png (a t-SNE map of the
-    # held-out features of up to `eval.tsne_points` examples, coloured by label; 0: no map;
-    # 1000 points take ~6 s of one CPU core), also as TensorBoard images.
+    # metrics.jsonl) and, for labelled held-out data, features_tsne.png (a t-SNE map of held-out
+    # features coloured by label), also as TensorBoard images.
     c.eval.plots = True
+    # Held-out examples in the t-SNE map (0: no map); 1000 take ~6 s of one CPU core.
     c.eval.tsne_points = 1000
 
-    # Where scalars, pictures and texts go (`jssl.metrics`): comma-separated 'tensorboard',
-    # 'jsonl', 'wandb', 'mlflow'. The last two need `pip install 'jssl[tracking]'`; a restarted
-    # run logs to the same tracked run (its id is kept in <workdir>/tracking/).
+    # Where scalars, pictures and texts go (`jssl.metrics`). The trackers need
+    # `pip install 'jssl[tracking]'`; a restarted run logs to the same tracked run (its id is kept
+    # in <workdir>/tracking/).
     c.logging = ml_collections.ConfigDict()
-    c.logging.writers = "tensorboard,jsonl"
+    c.logging.writers = "tensorboard,jsonl"  # comma-separated: tensorboard, jsonl, wandb, mlflow
     c.logging.run_name = ""  # the tracked run's name; empty: the workdir's name
-    c.logging.wandb_project = "jssl"
+    c.logging.wandb_project = "jssl"  # the W&B project of the run
     c.logging.wandb_entity = ""  # empty: your W&B default entity
     c.logging.wandb_mode = ""  # 'online' | 'offline' | 'disabled'; empty: $WANDB_MODE, else online
     c.logging.wandb_dir = ""  # empty: $WANDB_DIR, else the workdir
     c.logging.mlflow_tracking_uri = ""  # empty: $MLFLOW_TRACKING_URI, else a file store in <workdir>/mlruns
-    c.logging.mlflow_experiment = "jssl"
+    c.logging.mlflow_experiment = "jssl"  # the MLflow experiment of the run
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every_steps = 100  # steps between checkpoints in <workdir>/checkpoints (and at the end)
