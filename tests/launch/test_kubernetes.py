@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from jssl import cli
+from jssl import cli, config_files
 from tests.launch import kubernetes_pods as k8s
 from tests.train.helpers import REPO
 
@@ -51,8 +51,10 @@ def test_the_workdir_is_one_shared_volume_and_the_config_path_resolves(manifest,
     assert args[0] == "train"
     workdir = args[args.index("--workdir") + 1]
     assert workdir.startswith(str(tmp_path) + os.sep), "the workdir must be on the shared volume"
-    config = args[args.index("--config") + 1].split(":")[0]
-    assert not os.path.isabs(config) and os.path.isfile(os.path.join(cwd, config))
+    config = args[args.index("--config") + 1]
+    # A shipped config's name (found inside the installed package) or a path under workingDir.
+    path, _ = config_files.resolve(config if os.path.isabs(config) or "/" not in config else os.path.join(cwd, config))
+    assert os.path.isfile(path)
 
 
 @pytest.mark.parametrize("replicas", [None, 3])
