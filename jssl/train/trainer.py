@@ -24,7 +24,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from jssl import data, methods, sharding
-from jssl.checkpoint import Checkpointer
+from jssl.checkpoint import Checkpointer, load_saved_config
 from jssl.config import DTYPES, save_config
 from jssl.data import image_inputs
 from jssl.data.image_inputs import image_eval_set, load_eval_data, normalize  # noqa: F401 (re-exported)
@@ -32,7 +32,7 @@ from jssl.data.inputs import EvalSet, Inputs, get_inputs
 from jssl.evaluators import knn_accuracy, linear_probe_accuracy
 from jssl.metrics import MetricWriter
 from jssl.models.partitioning import activation_sharding
-from jssl.train import frechet
+from jssl.train import frechet, preemption
 from jssl.train.optimizers import build_optimizer
 from jssl.train.state import SSLModel, TrainState
 
@@ -546,8 +546,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     validate_config(config)
     workdir = prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
-    if is_chief and not save_config(config, os.path.join(workdir, "config.json")):
-        log.warning("config.json does not load back exactly (non-JSON values?): `jssl eval` will need --config")
 
     # The data kind (images, tokens, waveforms) opens its sources; the mesh, model and step come
     # next, so a bad mesh or batch size fails before data workers start.
@@ -574,13 +572,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         max_to_keep=config.checkpoint.max_to_keep,
         async_save=config.checkpoint.async_save,
     )
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        state = checkpointer.restore(latest, exp.abstract_state, train_iter)
-        log.info("resumed from step %d in %s", latest, checkpointer.directory)
-    else:
-        state = exp.init_state()
+    # The newest step that restores (damaged newer ones are set aside); a config that changed the
+    # train state or the method is refused before anything is written.
+    config_path = os.path.join(workdir, "config.json")
+    saved_config = load_saved_config(config_path)
+    state, latest = checkpointer.resume(exp.abstract_state, train_iter, config=config, saved_config=saved_config)
+    state = exp.init_state() if state is None else state
     start_step = int(state.step)
+    if is_chief and not save_config(config, config_path):  # written once the run starts: a failed command keeps the old
+        log.warning("config.json does not load back exactly (non-JSON values?): `jssl eval` will need --config")
 
     writer = MetricWriter(workdir)
     pictures = picture_batch(exp, state, eval_set)
@@ -595,6 +595,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     # ==============================================================================================
     last_saved = latest
     last_log_step, last_log_time = start_step, time.perf_counter()
+    stop = preemption.StopSignals(agree_every=config.log_every_steps).install()
     try:
         for step in range(start_step, config.total_steps):
             batch = next(train_iter)
@@ -614,11 +615,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 _warn_if_collapsed(done, scalars, config.collapse_spread)
                 if progress is not None:
                     progress.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{scalars['learning_rate']:.3g}")
+                checkpointer.check()  # a failed background save stops the run now, not at the next save
 
             if done % config.checkpoint.every_steps == 0 or done == config.total_steps:
                 raise_if_nonfinite(state, last_saved)
                 if checkpointer.save(done, state, train_iter, force=done == config.total_steps):
                     last_saved = done
+            if signum := stop.requested(done):  # SIGTERM/SIGINT: save this step, exit 128 + signum
+                raise_if_nonfinite(state, last_saved)
+                preemption.stop(signum, done, checkpointer=checkpointer, state=state, data_iterator=train_iter)
 
             if config.eval.every_steps and done % config.eval.every_steps == 0 and done != config.total_steps:
                 results = evaluate(exp, state, eval_set, offline_probe=False)
@@ -628,6 +633,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             if progress is not None:
                 progress.update(1)
     finally:
+        stop.uninstall()
         if progress is not None:
             progress.close()
         checkpointer.close()
