@@ -373,6 +373,8 @@ class Checkpointer:
                     multihost_utils.sync_global_devices("jssl checkpoints set aside")
                 self._manager.reload()
             log.info("resumed from step %d in %s", step, self.directory)
+            if fields:
+                log.info("config changes since the checkpoints were written: %s", _listing(fields))
             return state, step
         raise CheckpointError(
             f"no checkpoint in {self.directory} restores ("

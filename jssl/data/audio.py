@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jssl.data.inputs import EvalSet, FeatureEvals, Inputs
-from jssl.data.pipeline import _derive_seed, _ensure_absl_flags_parsed, _READ_BUFFER, _READ_THREADS
+from jssl.data.pipeline import _derive_seed, _ensure_absl_flags_parsed, _READ_BUFFER, _READ_THREADS, ignore_interrupts
 
 __all__ = [
     "AUDIO_SOURCES",
@@ -318,7 +318,9 @@ def make_audio_iterator(
     iter_dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=_READ_THREADS, prefetch_buffer_size=_READ_BUFFER))
     if num_workers > 0:
         _ensure_absl_flags_parsed()
-        iter_dataset = iter_dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+        iter_dataset = iter_dataset.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=num_workers), worker_init_fn=ignore_interrupts
+        )
     return iter(iter_dataset)
 
 

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from jssl.data.inputs import EvalSet, FeatureEvals, Inputs
-from jssl.data.pipeline import _READ_BUFFER, _READ_THREADS, _derive_seed, _ensure_absl_flags_parsed
+from jssl.data.pipeline import _READ_BUFFER, _READ_THREADS, _derive_seed, _ensure_absl_flags_parsed, ignore_interrupts
 from jssl.data.text_corpus import (
     BOS_ID,
     EOS_ID,
@@ -132,7 +132,8 @@ def make_window_iterator(
     if num_workers > 0:
         _ensure_absl_flags_parsed()
         iter_dataset = iter_dataset.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2)
+            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2),
+            worker_init_fn=ignore_interrupts,
         )
     return iter(iter_dataset)
 

@@ -57,7 +57,7 @@ class StopSignals:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
         # JAX's preemption service catches SIGTERM itself in multi-process runs (see the module docstring).
-        self._sync_point = jax.process_count() > 1 and bool(jax.config.jax_enable_preemption_service)
+        self._sync_point = jax.process_count() > 1 and bool(getattr(jax.config, "jax_enable_preemption_service", True))
 
     def install(self) -> StopSignals:
         if threading.current_thread() is not threading.main_thread():
