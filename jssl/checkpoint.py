@@ -85,8 +85,11 @@ def _reason(error: BaseException, directory: str = "") -> str:
     """One short line for `error`: an OS error as it is, a tensorstore status without its spec."""
     chain = _chain(error)
     os_errors = [e for e in chain if isinstance(e, OSError) and e.errno is not None]
-    if os_errors:
-        return str(os_errors[0])
+    text = str(os_errors[0]) if os_errors else _status_line(error)
+    return text.replace(directory + os.sep, "") if directory else text
+
+
+def _status_line(error: BaseException) -> str:
     message = error.args[0] if isinstance(error, KeyError) and error.args else error  # str(KeyError) is a repr
     text = str(message).strip()
     text = re.split(r"\s*\[tensorstore_spec", text)[0].strip()
@@ -98,8 +101,6 @@ def _reason(error: BaseException, directory: str = "") -> str:
         files = re.findall(r'local file "([^"]+)"', text)
         last = text.rsplit(": ", 1)[-1]
         text = f"{status.group(1)}: {last}" + (f" (file {files[-1]})" if files and files[-1] not in last else "")
-    if directory:
-        text = text.replace(directory + os.sep, "")
     return text
 
 
@@ -110,13 +111,18 @@ def _everywhere(ok: bool) -> bool:
     return bool(np.all(multihost_utils.process_allgather(np.asarray(ok, np.int32))))
 
 
-def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    """'params/method/encoder/.../value' -> shape, for a train state or Orbax's metadata of one."""
+def _flat_shapes(tree: Any) -> dict[str, tuple[int, ...] | None]:
+    """'params/method/encoder/.../value' -> shape, for a train state or Orbax's metadata of one.
+
+    None for typed PRNG keys, whose shape () Orbax saves as their key data's, e.g. (2,).
+    """
     shapes = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         if hasattr(leaf, "shape"):
             key = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-            shapes[key] = tuple(leaf.shape)
+            dtype = getattr(leaf, "dtype", None)
+            typed_key = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+            shapes[key] = None if typed_key else tuple(leaf.shape)
     return shapes
 
 
@@ -305,7 +311,7 @@ class Checkpointer:
         return [
             f"{k}: {saved.get(k, '<absent>')} (saved) vs {now.get(k, '<absent>')} (now)"
             for k in sorted(set(saved) | set(now))
-            if saved.get(k) != now.get(k)
+            if k not in saved or k not in now or None not in (saved[k], now[k]) and saved[k] != now[k]
         ]
 
     def _refuse(self, what: str, fields: list[str], arrays: list[str]) -> ValueError:

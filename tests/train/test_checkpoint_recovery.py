@@ -45,7 +45,9 @@ class _Iterator:
 
 def _state(step: int) -> dict[str, jax.Array]:
     # Random values: constant arrays compress to nothing and would not fill a file size limit.
-    return {"w": jax.random.normal(jax.random.PRNGKey(step), (32, 32)), "b": jnp.arange(4.0) + step}
+    # A typed PRNG key (as dropout and drop-path layers keep): shape (), saved as its (2,) key data.
+    return {"w": jax.random.normal(jax.random.PRNGKey(step), (32, 32)), "b": jnp.arange(4.0) + step,
+            "key": jax.random.key(step)}  # fmt: skip
 
 
 def _abstract(shape=(32, 32)) -> dict[str, jax.ShapeDtypeStruct]:
@@ -53,6 +55,7 @@ def _abstract(shape=(32, 32)) -> dict[str, jax.ShapeDtypeStruct]:
     return {
         "w": jax.ShapeDtypeStruct(shape, jnp.float32, sharding=device),
         "b": jax.ShapeDtypeStruct((4,), jnp.float32, sharding=device),
+        "key": jax.eval_shape(lambda: jax.random.key(0)).update(sharding=device),
     }
 
 
