@@ -141,6 +141,8 @@ def _flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return out
 
 
+_ABSENT = object()
+
 # Fields that decide what the train state is; listed first when configs differ.
 _STATE_FIELDS = ("model.", "method.", "probe.", "optimizer.", "data.num_classes", "data.crops", "data.augment")
 
@@ -157,9 +159,6 @@ def config_differences(saved: ml_collections.ConfigDict, now: ml_collections.Con
             for k in keys if a.get(k, _ABSENT) != b.get(k, _ABSENT)]  # fmt: skip
 
 
-_ABSENT = object()
-
-
 def load_saved_config(path: str) -> ml_collections.ConfigDict | None:
     """The config a run saved at `path` (`jssl.config.save_config`), or None if there is none to read."""
     if not os.path.exists(path):
@@ -167,7 +166,7 @@ def load_saved_config(path: str) -> ml_collections.ConfigDict | None:
     try:
         return load_config(path)
     except ValueError as e:
-        log.warning("%s; resuming without comparing configs", e)
+        log.warning("%s; this config is not compared with it", e)
         return None
 
 
