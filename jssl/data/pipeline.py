@@ -203,6 +203,15 @@ def _ensure_absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
+def ignore_interrupts(worker_index: int, worker_count: int) -> None:
+    """Grain worker init: Ctrl-C reaches the whole process group, and the main process stops the
+    run itself (saving a checkpoint, `jssl.train.preemption`); a worker ends with the main process,
+    not with a KeyboardInterrupt traceback of its own."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def process_shard(
     source: Any, *, global_batch_size: int, process_index: int, process_count: int, records: str = "records"
 ) -> tuple[grain.MapDataset, int]:
@@ -245,7 +254,8 @@ def batched_iterator(dataset: grain.MapDataset, *, local_batch: int, num_workers
     if num_workers > 0:
         _ensure_absl_flags_parsed()
         iter_dataset = iter_dataset.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2)
+            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2),
+            worker_init_fn=ignore_interrupts,
         )
     return iter(iter_dataset)
 

@@ -254,11 +254,9 @@ def run_finetune(
         max_to_keep=config.checkpoint.max_to_keep,
         async_save=config.checkpoint.async_save,
     )
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        state = checkpointer.restore(latest, tuner.abstract_state, train_iter)
-        log.info("fine-tuning resumed from step %d in %s", latest, checkpointer.directory)
-    else:
+    # The newest step that restores; damaged newer ones are set aside (`Checkpointer.resume`).
+    state, latest = checkpointer.resume(tuner.abstract_state, train_iter)
+    if state is None:
         state = tuner.init_state(pretrained)
     del pretrained  # the state holds its own copy
 

@@ -24,7 +24,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from jssl import data, methods, sharding
-from jssl.checkpoint import Checkpointer
+from jssl.checkpoint import Checkpointer, load_saved_config
 from jssl.config import DTYPES, save_config
 from jssl.data import image_inputs
 from jssl.data.image_inputs import image_eval_set, load_eval_data, normalize  # noqa: F401 (re-exported)
@@ -34,7 +34,7 @@ from jssl.metrics import MetricWriter, check_writers
 from jssl.models.partitioning import activation_sharding
 from jssl.nonfinite import PRETRAINING_ADVICE, NonFiniteLossError, raise_if_nonfinite, track_nonfinite  # noqa: F401
 from jssl.progress import Progress
-from jssl.train import frechet, plots
+from jssl.train import frechet, plots, preemption
 from jssl.train.optimizers import build_optimizer
 from jssl.train.state import SSLModel, TrainState
 
@@ -524,8 +524,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     validate_config(config)
     workdir = prepare_workdir(workdir)
     is_chief = jax.process_index() == 0
-    if is_chief and not save_config(config, os.path.join(workdir, "config.json")):
-        log.warning("config.json does not load back exactly (non-JSON values?): `jssl eval` will need --config")
 
     # The data kind (images, tokens, waveforms) opens its sources; the mesh, model and step come
     # next, so a bad mesh or batch size fails before data workers start.
@@ -552,13 +550,15 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         max_to_keep=config.checkpoint.max_to_keep,
         async_save=config.checkpoint.async_save,
     )
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        state = checkpointer.restore(latest, exp.abstract_state, train_iter)
-        log.info("resumed from step %d in %s", latest, checkpointer.directory)
-    else:
-        state = exp.init_state()
+    # The newest step that restores (damaged newer ones are set aside); a config that changed the
+    # train state or the method is refused before anything is written.
+    config_path = os.path.join(workdir, "config.json")
+    saved_config = load_saved_config(config_path)
+    state, latest = checkpointer.resume(exp.abstract_state, train_iter, config=config, saved_config=saved_config)
+    state = exp.init_state() if state is None else state
     start_step = int(state.step)
+    if is_chief and not save_config(config, config_path):  # written once the run starts: a failed command keeps the old
+        log.warning("config.json does not load back exactly (non-JSON values?): `jssl eval` will need --config")
 
     # Rows the killed run logged past `start_step` are superseded (each step is logged once).
     writer = MetricWriter.for_run(config, workdir, resume_step=start_step, finished=start_step >= config.total_steps)
@@ -570,6 +570,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     # ==============================================================================================
     last_saved = latest
     last_log_step, last_log_time = start_step, time.perf_counter()
+    stop = preemption.StopSignals(agree_every=config.log_every_steps).install()
     try:
         for step in range(start_step, config.total_steps):
             batch = next(train_iter)
@@ -588,12 +589,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 writer.write_scalars(done, scalars)
                 _warn_if_collapsed(done, scalars, config.collapse_spread)
                 progress.logged(done, scalars)
+                checkpointer.check()  # a failed background save stops the run now, not at the next save
 
             if done % config.checkpoint.every_steps == 0 or done == config.total_steps:
                 raise_if_nonfinite(state, last_saved)
                 if checkpointer.save(done, state, train_iter, force=done == config.total_steps):
                     last_saved = done
                     progress.checkpoint_saved(done, checkpointer.directory)
+            if signum := stop.requested(done):  # SIGTERM/SIGINT: save this step, exit 128 + signum
+                raise_if_nonfinite(state, last_saved)
+                preemption.stop(signum, done, checkpointer=checkpointer, state=state, data_iterator=train_iter)
 
             if config.eval.every_steps and done % config.eval.every_steps == 0 and done != config.total_steps:
                 results = evaluate(exp, state, eval_set, offline_probe=False)
@@ -602,6 +607,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 write_pictures(exp, state, pictures, writer, done)
             progress.advance()
     finally:
+        stop.uninstall()
         progress.close()
         checkpointer.close()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,8 +33,8 @@ TINY = [
 ENV = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {FAST_COMPILE}", "PYTHONPATH": REPO}
 
 
-def _jssl(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jssl.cli", "train", *args], env=ENV, cwd=REPO, **kwargs)
+def _jssl(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "jssl.cli", "train", *args], env=env or ENV, cwd=REPO, **kwargs)
 
 
 def _losses(workdir: str) -> dict[int, float]:
@@ -91,20 +93,73 @@ def sigkill_and_resume(args: list[str], tmp_path, *, total_steps: int, kill_afte
     proc.wait()
     assert max(_losses(workdir)) < total_steps, "the run finished before SIGKILL"
     assert _jssl(*args, f"--workdir={workdir}").wait(timeout=300) == 0
+    # The steps the killed run logged after its checkpoint are superseded, not repeated.
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        logged = [json.loads(line)["step"] for line in f if '"loss"' in line]
+    assert len(logged) == len(set(logged)), logged
+    tensorboard_steps = [step for step, _ in tensorboard_scalars(tmp_path / "killed")["loss"]]
+    assert tensorboard_steps == sorted(set(tensorboard_steps)), tensorboard_steps
     return _losses(reference), _losses(workdir)
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_resumes_with_identical_losses(tmp_path):
+def test_sigterm_then_rerun_resumes_exactly_and_a_damaged_checkpoint_falls_back(tmp_path, tmp_path_factory):
+    """SIGTERM: one line, status 143 and a checkpoint at the step the run stopped at (N); the
+    rerun resumes there. A copy of the stopped run whose checkpoint N is damaged sets it aside in
+    one line and resumes from the checkpoint before (P), so it passes step N without stopping: its
+    steps P+1..N equal the stopped run's and its later steps the resumed run's (no third
+    uninterrupted run needed; SIGKILL resume is `tests/methods/test_all_resume.py`'s)."""
     args = [f"--config={CONFIG}:smoke", *TINY, "--config.total_steps=24", "--config.checkpoint.every_steps=4"]
-    expected, resumed = sigkill_and_resume(args, tmp_path, total_steps=24)
-    assert sorted(resumed) == list(range(1, 25))
-    # The steps the killed run logged after its checkpoint are superseded, not repeated.
-    with open(tmp_path / "killed" / "metrics.jsonl") as f:
+    # The three runs compile the same step: the later ones read it from the cache.
+    env = {**ENV, "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "jax_cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # fmt: skip
+    stopped_run, damaged_run = str(tmp_path / "stopped"), str(tmp_path / "damaged")
+    checkpoints = os.path.join(stopped_run, "checkpoints")
+    log = tmp_path / "stopped.log"
+    with open(log, "w") as f:
+        proc = _jssl(*args, f"--workdir={stopped_run}", stderr=f, env=env)
+        deadline = time.time() + 240
+        while not os.path.isdir(os.path.join(checkpoints, "4")):
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 143, log.read_text()[-3000:]
+    lines = [line for line in log.read_text().splitlines() if "SIGTERM" in line]
+    assert len(lines) == 1 and "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    stopped = int(re.search(r"received SIGTERM at step (\d+): ", lines[0]).group(1))
+    assert lines[0].endswith(f"saved checkpoint {stopped} in {checkpoints}; rerun the same command to resume")
+    assert 4 <= stopped < 24 and max(_losses(stopped_run)) == stopped
+    first = _losses(stopped_run)
+    shutil.copytree(stopped_run, damaged_run)
+
+    rerun = subprocess.run([sys.executable, "-m", "jssl.cli", "train", *args, f"--workdir={stopped_run}"],
+                           env=env, cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resumed from step {stopped} in {checkpoints}" in rerun.stderr
+
+    damaged = os.path.join(damaged_run, "checkpoints")
+    previous = max(int(name) for name in os.listdir(damaged) if name.isdigit() and int(name) < stopped)
+    files = glob.glob(os.path.join(damaged, str(stopped), "state", "**", "d", "*"), recursive=True)
+    assert files
+    for path in files:
+        os.truncate(path, 10)
+    fallback = subprocess.run([sys.executable, "-m", "jssl.cli", "train", *args, f"--workdir={damaged_run}"],
+                              env=env, cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert fallback.returncode == 0, fallback.stderr[-3000:]
+    (line,) = [line for line in fallback.stderr.splitlines() if "does not restore" in line]
+    assert f"checkpoint {stopped} in {damaged} does not restore (" in line
+    assert line.endswith(f"set aside as {stopped}.damaged; resuming from step {previous}")
+    assert os.path.isdir(os.path.join(damaged, f"{stopped}.damaged"))
+
+    resumed, straight = _losses(stopped_run), _losses(damaged_run)
+    assert sorted(resumed) == sorted(straight) == list(range(1, 25))
+    redone, later = range(previous + 1, stopped + 1), range(stopped + 1, 25)
+    np.testing.assert_array_equal([straight[s] for s in redone], [first[s] for s in redone])
+    np.testing.assert_array_equal([resumed[s] for s in later], [straight[s] for s in later])
+    # The damaged run logged P+1..N before its restart: those rows are superseded, not repeated.
+    with open(os.path.join(damaged_run, "metrics.jsonl")) as f:
         assert sorted(json.loads(line)["step"] for line in f if '"loss"' in line) == list(range(1, 25))
-    assert [step for step, _ in tensorboard_scalars(tmp_path / "killed")["loss"]] == list(range(1, 25))
-    later = [s for s in range(9, 25)]
-    np.testing.assert_array_equal([resumed[s] for s in later], [expected[s] for s in later])
+    assert [step for step, _ in tensorboard_scalars(tmp_path / "damaged")["loss"]] == list(range(1, 25))
 
 
 def test_nonfinite_loss_stops_with_the_step(tmp_path):
@@ -135,6 +190,7 @@ def test_bad_data_is_a_clear_error_before_training(tmp_path, images, labels, mat
     with pytest.raises(ValueError, match=match):
         train(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
+    assert not os.path.exists(tmp_path / "run" / "config.json")  # written once the run starts
 
 
 def test_summary_prints_what_each_data_kind_measured():
