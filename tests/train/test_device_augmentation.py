@@ -116,9 +116,9 @@ def test_unequal_source_images_are_a_clear_error():
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_resumes_with_identical_losses_on_device(tmp_path):
+def test_sigkill_then_rerun_resumes_with_identical_losses_on_device(tmp_path, tmp_path_factory):
+    """The device-drawn views are a function of (seed, step, position): the steps redone after the
+    resume see the same views, so their losses are bitwise those logged before the kill."""
     args = [f"--config={CONFIG}:smoke", *TINY, "--config.total_steps=16", "--config.checkpoint.every_steps=4",
             "--config.data.augment_on=device"]
-    expected, resumed = sigkill_and_resume(args, tmp_path, total_steps=16)
-    assert sorted(resumed) == list(range(1, 17))
-    np.testing.assert_array_equal([resumed[s] for s in range(9, 17)], [expected[s] for s in range(9, 17)])
+    sigkill_and_resume(args, tmp_path, tmp_path_factory, total_steps=16)

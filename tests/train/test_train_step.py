@@ -22,6 +22,10 @@ def _one_step(config, mesh, batch):
     return before, jax.device_get(state), jax.device_get(metrics)
 
 
+# `heavy`: tests/methods/test_all_methods.py runs the same SGD-gradient comparison for SimCLR on
+# both meshes by default (and for every method on data=8); this trainer-level copy with tighter
+# tolerances costs 40 s of a 15-minute suite.
+@pytest.mark.heavy
 @pytest.mark.parametrize("axes", [dict(data=8, fsdp=1, tensor=1), dict(data=4, fsdp=2, tensor=1)])
 def test_sharded_step_equals_single_device(axes):
     if jax.device_count() < 8:
