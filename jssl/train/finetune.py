@@ -146,11 +146,12 @@ def build_finetuner(
         (loss, (accuracy, buffers)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        first_bad = track_nonfinite(state.first_nonfinite_step, state.step, loss)
+        grad_norm = optax.tree.norm(grads)
+        first_bad = track_nonfinite(state.first_nonfinite_step, state.step, loss, grad_norm=grad_norm)
         metrics = {
             "loss": loss,
             "train_accuracy": accuracy,
-            "grad_norm": optax.tree.norm(grads),
+            "grad_norm": grad_norm,
             "backbone_update_norm": optax.tree.norm(updates[BACKBONE]),
             "learning_rate": schedule(state.step),
         }

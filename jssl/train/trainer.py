@@ -232,12 +232,13 @@ def build_experiment(
         model.method.after_step(state.step)
         _, params, buffers = nnx.split(model, nnx.Param, ...)
 
-        first_bad = track_nonfinite(state.first_nonfinite_step, state.step, loss, probe_loss)
+        grad_norm = optax.tree.norm(grads["method"])
+        first_bad = track_nonfinite(state.first_nonfinite_step, state.step, loss, probe_loss, grad_norm)
         probe_metrics = {"probe/loss": probe_loss, "probe/train_accuracy": probe_accuracy} if train_probe else {}
         metrics = {
             "loss": loss,
             **probe_metrics,
-            "grad_norm": optax.tree.norm(grads["method"]),
+            "grad_norm": grad_norm,
             "param_norm": optax.tree.norm(params["method"]),
             "learning_rate": schedule(state.step),
             **{f"method/{k}": v for k, v in method_metrics.items()},

@@ -36,10 +36,20 @@ def test_nonfinite_code_keeps_the_first_step_and_names_the_losses():
     assert decode_nonfinite(first) is None
     first = track_nonfinite(first, jnp.int32(7), jnp.float32(1.0), jnp.float32(jnp.nan))
     first = track_nonfinite(first, jnp.int32(8), jnp.float32(jnp.inf), jnp.float32(jnp.nan))  # the first one stays
-    assert decode_nonfinite(first) == (7, False, True)
+    assert decode_nonfinite(first) == (7, False, True, False)
     both = track_nonfinite(jnp.int32(-1), jnp.int32(3), jnp.float32(jnp.nan), jnp.float32(jnp.nan))
     with pytest.raises(NonFiniteLossError, match=r"the training and online probe losses became non-finite .* step 3"):
         raise_if_nonfinite(type("S", (), {"first_nonfinite_step": both})(), 2)
+
+
+def test_a_nonfinite_gradient_of_a_finite_loss_stops_the_run():
+    """SimCLR on all-equal (infinite) embeddings has the finite loss log(2B - 1) but a NaN gradient,
+    after which every parameter is NaN: the gradient is tracked beside the losses."""
+    code = track_nonfinite(jnp.int32(-1), jnp.int32(5), jnp.float32(4.14), jnp.float32(2.3), jnp.float32(jnp.nan))
+    assert decode_nonfinite(code) == (5, False, False, True)
+    with pytest.raises(NonFiniteLossError, match=r"the gradient of the training loss \(the loss itself stayed finite\)"):
+        raise_if_nonfinite(type("S", (), {"first_nonfinite_step": code})(), None)
+
 
 
 def test_online_probe_nan_stops_the_run_naming_the_probe():
