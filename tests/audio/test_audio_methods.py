@@ -92,8 +92,7 @@ def _single(name: str):
     return _run(name, dict(data=1, fsdp=1, tensor=1), 2, wrap_step=functools.partial(chex.assert_max_traces, n=1))
 
 
-# Each method's tests share one test worker (`--dist loadgroup`): `_single` is compiled once.
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(f"audio-{n}")) for n in sorted(METHODS)])
+@pytest.mark.parametrize("name", sorted(METHODS))
 def test_step_compiles_once_and_learns(name):
     exp, before, after, metrics = _single(name)
     assert exp.step_traces() == 1
@@ -114,11 +113,11 @@ AXES = {
 # fast test of its own (tests/audio/test_audio_models.py).
 HEAVY = pytest.mark.heavy
 CASES = [
-    pytest.param("cpc", "data8", id="cpc-data8", marks=pytest.mark.xdist_group("audio-cpc")),
-    pytest.param("wav2vec2", "data8", id="wav2vec2-data8", marks=pytest.mark.xdist_group("audio-wav2vec2")),
-    pytest.param("cpc", "fsdp2", id="cpc-fsdp2", marks=(HEAVY, pytest.mark.xdist_group("audio-cpc"))),
-    pytest.param("wav2vec2", "fsdp2", id="wav2vec2-fsdp2", marks=(HEAVY, pytest.mark.xdist_group("audio-wav2vec2"))),
-    pytest.param("wav2vec2", "tensor2", id="wav2vec2-tensor2", marks=(HEAVY, pytest.mark.xdist_group("audio-wav2vec2"))),
+    pytest.param("cpc", "data8", id="cpc-data8"),
+    pytest.param("wav2vec2", "data8", id="wav2vec2-data8"),
+    pytest.param("cpc", "fsdp2", id="cpc-fsdp2", marks=HEAVY),
+    pytest.param("wav2vec2", "fsdp2", id="wav2vec2-fsdp2", marks=HEAVY),
+    pytest.param("wav2vec2", "tensor2", id="wav2vec2-tensor2", marks=HEAVY),
 ]
 
 

@@ -19,9 +19,6 @@ from jssl.train import train
 from tests.conftest import FAST_COMPILE
 from tests.train.helpers import REPO, tiny_config
 
-# The module-scoped fixture (a trained run) is built once: every test here on one worker.
-pytestmark = pytest.mark.xdist_group("eval-command")
-
 CONFIG = os.path.join(REPO, "configs", "simclr_mnist.py")
 # Tiny fine-tuning: 28 px crops as the evaluation images, a few steps of batch 16.
 FINETUNE = [

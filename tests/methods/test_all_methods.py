@@ -53,12 +53,6 @@ def _run_steps(name: str, mesh, num_steps: int, wrap_step=None):
     return run_steps(tiny_config(name, **SGD), mesh, num_steps, image_shape=IMAGE_SHAPE, wrap_step=wrap_step)
 
 
-def _grouped(name: str, *marks) -> pytest.ParameterSet:
-    """`name` as a test parameter whose tests share one test worker (`--dist loadgroup`), so the
-    cached single-device steps below are compiled once per method, not once per worker."""
-    return pytest.param(name, marks=(pytest.mark.xdist_group(f"method-{name}"), *marks), id=name)
-
-
 @functools.lru_cache(maxsize=None)
 def _single_device(name: str):
     """Two steps on one device, the step wrapped so that a second trace fails."""
@@ -67,7 +61,7 @@ def _single_device(name: str):
     return _run_steps(name, mesh, 2, wrap_step=functools.partial(chex.assert_max_traces, n=1))
 
 
-@pytest.mark.parametrize("name", [_grouped(n) for n in METHOD_NAMES])
+@pytest.mark.parametrize("name", METHOD_NAMES)
 def test_step_compiles_once_and_learns_something(name):
     exp, before, after, metrics = _single_device(name)
     assert exp.step_traces() == 1  # two steps, one trace (assert_max_traces guards the rest)
@@ -89,13 +83,7 @@ _AXES = {"data8": dict(data=8, fsdp=1, tensor=1), "fsdp2": dict(data=4, fsdp=2, 
 @pytest.mark.parametrize(
     "name, axes",
     [
-        pytest.param(
-            n,
-            _AXES[a],
-            id=f"{n}-{a}",
-            marks=(pytest.mark.xdist_group(f"method-{n}"),)
-            + (() if a == "data8" or n in FSDP_BY_DEFAULT else (pytest.mark.heavy,)),
-        )
+        pytest.param(n, _AXES[a], id=f"{n}-{a}", marks=() if a == "data8" or n in FSDP_BY_DEFAULT else pytest.mark.heavy)
         for n in METHOD_NAMES
         for a in _AXES
     ],
@@ -123,7 +111,7 @@ def _teacher_names(model) -> set[str]:
     return {".".join(str(getattr(k, "key", k)) for k in p[:-1]) for p in paths}
 
 
-@pytest.mark.parametrize("name", [_grouped(n) for n in METHOD_NAMES])
+@pytest.mark.parametrize("name", METHOD_NAMES)
 def test_teachers_are_not_trained(name):
     exp, _, state, _ = _single_device(name)
     state = jax.tree.map(jnp.asarray, state)  # device arrays: the forward below updates BN statistics

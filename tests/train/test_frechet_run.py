@@ -16,9 +16,6 @@ from jssl.methods.simclr import SimCLR
 from jssl.train import train
 from tests.train.helpers import tiny_config
 
-# The module-scoped fixture (a trained run) is built once: every test here on one worker.
-pytestmark = pytest.mark.xdist_group("frechet-run")
-
 
 class _NoiseGenerator(SimCLR):
     def generate(self, num, *, rngs):
