@@ -11,6 +11,7 @@ import glob
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -217,7 +218,14 @@ def test_failed_background_save_is_one_line_within_seconds(tmp_path):
     assert float(seconds) < 10
     assert message.startswith(f"could not save checkpoint 2 in {directory}: ") and "File too large" in message
     assert "latest: step 1" in message
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    # Known third-party noise, not jssl's: at interpreter exit after a failed asynchronous save,
+    # Orbax's event-loop thread sometimes (about 1 run in 6) calls `call_soon_threadsafe` on its
+    # already closed loop and the loop prints that bare traceback. Any other traceback fails here.
+    stray = re.compile(
+        r"Traceback \(most recent call last\):\n(?:  .*\n)*?RuntimeError: Event loop is closed\n"
+    )
+    stderr = stray.sub("", result.stderr)
+    assert "Traceback" not in stderr, stderr[-3000:]
     assert result.stdout.splitlines()[-1] == "RESUMES 1"
 
 
