@@ -10,16 +10,3 @@ import os
 
 FAST_COMPILE = "--xla_backend_optimization_level=0"
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {FAST_COMPILE}")
-
-# One persistent XLA compilation cache for the whole test session, shared by the test workers and
-# the CLI subprocesses they start: many tests compile the same tiny steps (the same method on
-# the same mesh), and compiling dominates their time. Only programs that took over a second to
-# compile are stored (JAX's default threshold). A fresh directory per session (the controller's
-# process id, inherited by the workers), so no run reads another's entries; `JSSL_TEST_JAX_CACHE=0`
-# turns it off.
-if os.environ.get("JSSL_TEST_JAX_CACHE", "1") != "0" and "PYTEST_XDIST_WORKER" not in os.environ:
-    import tempfile
-
-    os.environ.setdefault(
-        "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"jssl-test-xla-cache-{os.getpid()}")
-    )
