@@ -66,6 +66,17 @@ def picture_grid(pictures: np.ndarray, *, pad: int = 2, pad_value: float = 1.0, 
 # ==================================================================================================
 
 
+def save_png(picture: np.ndarray, path: str) -> None:
+    """Writes uint8 `picture` (`[H, W]`, `[H, W, 1]` or `[H, W, 3|4]`) as a PNG, replacing `path` atomically."""
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(picture[..., 0] if picture.ndim == 3 and picture.shape[-1] == 1 else picture).save(
+        path + ".tmp", format="PNG"
+    )
+    os.replace(path + ".tmp", path)
+
+
 class Writer(abc.ABC):
     """One backend. Images are uint8 `[H, W, C]`; names may contain '/' (sections)."""
 
@@ -369,20 +380,14 @@ class MetricWriter:
         """
         if not self.enabled:
             return {}
-        from PIL import Image
-
         directory = os.path.join(self.workdir, PICTURES_DIR)
-        os.makedirs(directory, exist_ok=True)
         paths, grids = {}, {}
         for name, value in pictures.items():
             grid = picture_grid(value)
             grids[f"pictures/{name}"] = grid
-            image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
             path = os.path.join(directory, f"{name}_step{int(step)}.png")
-            image.save(path)
-            latest = os.path.join(directory, f"{name}.png")
-            image.save(latest + ".tmp", format="PNG")
-            os.replace(latest + ".tmp", latest)
+            save_png(grid, path)
+            save_png(grid, os.path.join(directory, f"{name}.png"))
             paths[name] = path
         self.write_images(step, grids)
         return paths

@@ -21,6 +21,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jssl.metrics import save_png
+
 log = logging.getLogger("jssl")
 
 PLOTS_DIR = "plots"
@@ -116,15 +118,6 @@ def tsne_picture(features: np.ndarray, labels: np.ndarray, *, seed: int = 0, sub
     ax.set_yticks([])
     ax.set_title(f"t-SNE of {len(x)} held-out features" + (f": {subtitle}" if subtitle else ""), fontsize=10)
     return _figure_pixels(fig)
-
-
-def save_png(picture: np.ndarray, path: str) -> None:
-    """Writes `picture` as a PNG, replacing `path` atomically."""
-    from PIL import Image
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(picture).save(path + ".tmp", format="PNG")
-    os.replace(path + ".tmp", path)
 
 
 def heldout_features(exp: Any, state: Any, eval_set: Any, num: int) -> tuple[np.ndarray, np.ndarray] | None:
