@@ -39,6 +39,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image, ImageFilter
 
+from jssl.data import colour
+
 __all__ = [
     "AUGMENTATIONS",
     "Augment",
@@ -109,9 +111,6 @@ class BlurParams(NamedTuple):
     apply: Any
     sigma: Any
 
-
-# ITU-R 601-2 luma, the weights PIL and torchvision use for RGB -> L.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def _size_hw(size: Size) -> tuple[int, int]:
@@ -399,20 +398,6 @@ def hflip(p: float = 0.5) -> Step:
     return Step("hflip", lambda rng, h, w: sample_hflip(rng, p=p), apply_hflip)
 
 
-def _gray(x: np.ndarray) -> np.ndarray:
-    """Luma ``x @ _LUMA`` of float [H, W, 3] as [H, W, 1], in the work buffer "gray" (same dtype as ``x @ _LUMA``)."""
-    return np.matmul(x, _LUMA, out=_scratch("gray", x.shape[:-1], np.result_type(x, _LUMA)))[..., None]
-
-
-def _shift_hue(image: np.ndarray, shift: float) -> np.ndarray:
-    # PIL's HSV conversion is C code; hue is stored as 0..255 so the shift wraps
-    # modulo 256, i.e. a fraction `shift` of the colour circle.
-    hsv = np.array(Image.fromarray(image, mode="RGB").convert("HSV"))
-    # uint8 addition wraps modulo 256 by itself.
-    hsv[..., 0] += np.uint8(int(round(shift * 255)) % 256)
-    return np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"))
-
-
 def _check_jitter(brightness: float, contrast: float, saturation: float, hue: float) -> tuple[float, ...]:
     for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
         if float(value) < 0:
@@ -448,35 +433,24 @@ def apply_color_jitter(
 ) -> np.ndarray:
     """Applies one jitter draw; ``active[k]`` says whether op ``k`` is configured (strength > 0).
 
-    Saturation and hue need colour, so they are skipped on non-RGB images.
+    Each op is :mod:`jssl.data.colour`'s integer-exact uint8 op (rounded at its end, like PIL's
+    and torchvision's uint8 ops). Saturation and hue need colour, so they are skipped on
+    non-RGB images.
     """
     if not params.apply:
         return image
     is_rgb = image.shape[-1] == 3
-    # The image lives in the work buffer "jitter" (one per dtype): each op
-    # computes the expression in the comment with numpy's dtypes (float64
-    # once a float64 factor enters) and the same operations in the same order,
-    # only in place.
-    x = _float_copy("jitter", image)
     factors = params.factors
     for k in params.order:
         if k == 0 and active[0]:
-            # clip(x * f, 0, 255)
-            x = _clip255(_into(np.multiply, x, factors[0], "jitter"))
+            image = colour.adjust_brightness(image, factors[0])
         elif k == 1 and active[1]:
-            # clip(f * x + (1 - f) * mean, 0, 255)
-            mean = float((_gray(x) if is_rgb else x).mean())
-            x = _into(np.multiply, x, factors[1], "jitter")
-            x = _clip255(_into(np.add, x, (1.0 - factors[1]) * mean, "jitter"))
+            image = colour.adjust_contrast(image, factors[1])
         elif k == 2 and active[2] and is_rgb:
-            # clip(f * x + (1 - f) * gray(x), 0, 255)
-            gray = _into(np.multiply, _gray(x), 1.0 - factors[2], "jitter_gray")
-            x = _into(np.multiply, x, factors[2], "jitter")
-            x = _clip255(_into(np.add, x, gray, "jitter"))
+            image = colour.adjust_saturation(image, factors[2])
         elif k == 3 and active[3] and is_rgb:
-            # shift_hue(to_uint8(x)).astype(float32)
-            x = _float_copy("jitter", _shift_hue(_to_uint8(x), params.hue_shift))
-    return _to_uint8(x)
+            image = colour.shift_hue(image, params.hue_shift)
+    return image
 
 
 def color_jitter(
@@ -509,10 +483,10 @@ def sample_grayscale(rng: np.random.Generator, *, p: float) -> bool:
 
 
 def apply_grayscale(image: np.ndarray, on: bool) -> np.ndarray:
-    """Luma in all three channels when ``on`` and the image is RGB; ``image`` itself otherwise."""
+    """Integer luma (:func:`jssl.data.colour.luma`) in all three channels when ``on`` and the image is RGB."""
     if not on or image.shape[-1] != 3:
         return image
-    luma = _to_uint8(_gray(_float_copy("grayscale", image)))[..., 0]
+    luma = colour.luma(image)
     # Three strided copies beat np.repeat (and a broadcasting assignment) about 2x.
     out = np.empty(image.shape, np.uint8)
     out[..., 0] = luma

@@ -31,7 +31,6 @@ mesh and after a resume.
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -40,9 +39,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from jssl.data import augment as host
+from jssl.data import colour
 from jssl.data.augment import BlurParams, CropBox, JitterParams
 
 __all__ = [
@@ -231,10 +230,12 @@ def apply_hflip(images: jax.Array, flip: jax.Array) -> jax.Array:
 # ----------------------------------------------------------------------------- photometric
 
 
-def _gray(x: jax.Array) -> jax.Array:
-    """Luma of float [..., 3] as [..., 1], with the host's ITU-R 601-2 weights."""
-    luma = jnp.asarray(host._LUMA)
-    return jnp.einsum("...c,c->...", x, luma, precision=_HIGHEST)[..., None]
+def _luma(x: jax.Array) -> jax.Array:
+    """:func:`jssl.data.colour.luma` of [..., 3] integer values (any dtype) as int32 [..., 1]."""
+    rgb = x.astype(jnp.int32)
+    wr, wg, wb = colour.LUMA_WEIGHTS
+    total = wr * rgb[..., 0] + wg * rgb[..., 1] + wb * rgb[..., 2]
+    return ((total + (1 << (colour.LUMA_SHIFT - 1))) >> colour.LUMA_SHIFT)[..., None]
 
 
 def sample_grayscale(key: jax.Array, *, p: float) -> jax.Array:
@@ -243,12 +244,11 @@ def sample_grayscale(key: jax.Array, *, p: float) -> jax.Array:
 
 
 def apply_grayscale(images: jax.Array, on: jax.Array) -> jax.Array:
-    """Luma in all three channels for the examples with ``on [B]`` set; a no-op unless RGB."""
+    """Integer luma in all three channels for the examples with ``on [B]`` set; a no-op unless RGB."""
     images = jnp.asarray(images)
     if images.shape[-1] != 3:
         return images
-    x = _as_float(images)
-    gray = _finish(jnp.broadcast_to(_gray(x), x.shape), images)
+    gray = jnp.broadcast_to(_luma(images), images.shape).astype(_out_dtype(images))
     return jnp.where(_batch_bool(on), gray, images.astype(gray.dtype))
 
 
@@ -280,77 +280,51 @@ def sample_color_jitter(
     )
 
 
-@functools.lru_cache(maxsize=1)
-def _hsv_tables() -> dict[str, np.ndarray]:
-    """Lookup tables that make the device HSV round trip bit-identical to PIL's.
+def _rgb_to_hsv(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """OpenCV's full-range 8-bit RGB -> HSV (:func:`jssl.data.colour.rgb_to_hsv`) on int32 [..., 3]."""
+    tables = colour.hsv_tables()
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    v = jnp.maximum(r, jnp.maximum(g, b))
+    diff = v - jnp.minimum(r, jnp.minimum(g, b))
+    s = (diff * jnp.asarray(tables["sdiv"])[v] + 2048) >> 12
+    h = jnp.where(v == r, g - b, jnp.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
+    h = (h * jnp.asarray(tables["hdiv"])[diff] + 2048) >> 12  # arithmetic shift: floor, as in C
+    h = jnp.clip(jnp.where(h < 0, h + 256, h), 0, 255)
+    return h, s, v
 
-    PIL's RGB -> HSV mixes float and double arithmetic and truncates, so a
-    float32 re-derivation can land one hue step (up to 6 RGB levels) off.
-    Hue depends only on which channel is the maximum and the other two
-    channels' deficits, saturation only on (max - min, max): both are tabulated
-    by running PIL itself once. HSV -> RGB is computed in float32 from
-    per-``h`` and per-``s`` tables of PIL's intermediate values, which matches
-    PIL on all 2^24 HSV triples (checked when this was written).
-    """
-    d1, d2 = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
-    full = np.full_like(d1, 255)
-    # Case 0: red is the maximum (PIL tests red first, then green).
-    layouts = ((full, 255 - d1, 255 - d2), (255 - d1, full, 255 - d2), (255 - d1, 255 - d2, full))
-    colours = [np.stack(c, -1) for c in layouts]
-    rgb = np.concatenate(colours).astype(np.uint8)  # [3 * 256, 256, 3]
-    hue = np.asarray(Image.fromarray(rgb, mode="RGB").convert("HSV"))[..., 0].reshape(3, 256, 256)
-    span, top = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
-    grey = np.stack([top, np.clip(top - span, 0, 255), top], -1).astype(np.uint8)
-    sat = np.asarray(Image.fromarray(grey, mode="RGB").convert("HSV"))[..., 1]  # [span, max]
-    h = np.arange(256, dtype=np.float64)
-    sector = np.floor(h * 6.0 / 255.0)
-    return {
-        "hue": hue.astype(np.int32).ravel(),
-        "sat": sat.astype(np.int32).ravel(),
-        "sector": sector.astype(np.int32),
-        "frac": (h * 6.0 / 255.0 - sector).astype(np.float32),
-        "fs": (np.arange(256) / 255.0).astype(np.float32),
-    }
+
+def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
+    """:func:`jssl.data.colour.hsv_to_rgb` on int32 planes, as int32 [..., 3]."""
+    sector = (6 * h) >> 8
+    m = (s * ((6 * h) & 255) + 128) >> 8
+
+    def scale(a: jax.Array) -> jax.Array:
+        return (v * (255 - a) + 127) // 255
+
+    candidates = jnp.stack([v, scale(s), scale(m), scale(s - m)], -1)
+    return jnp.take_along_axis(candidates, jnp.asarray(colour.SECTOR_CHANNELS)[sector], axis=-1)
 
 
 def _shift_hue(x: jax.Array, shift: jax.Array) -> jax.Array:
-    """The host's ``_shift_hue`` on one float [H, W, 3] image holding uint8 values."""
-    t = {k: jnp.asarray(v) for k, v in _hsv_tables().items()}
-    rgb = x.astype(jnp.int32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    mx = jnp.maximum(r, jnp.maximum(g, b))
-    mn = jnp.minimum(r, jnp.minimum(g, b))
-    case = jnp.where(r == mx, 0, jnp.where(g == mx, 1, 2))
-    d1 = mx - jnp.where(case == 0, g, r)
-    d2 = mx - jnp.where(case == 2, g, b)
-    h = jnp.where(mx == mn, 0, t["hue"][case * 65536 + d1 * 256 + d2])
-    s = t["sat"][(mx - mn) * 256 + mx]
-    # Python's round() (half to even) of the shift in hue steps, as on the host.
-    h = (h + jnp.round(shift * 255).astype(jnp.int32)) % 256
-    v = mx.astype(jnp.float32)
-    fs, f = t["fs"][s], t["frac"][h]
-    # PIL rounds half away from zero; everything here is positive.
-    p = jnp.floor(v * (1.0 - fs) + 0.5)
-    q = jnp.floor(v * (1.0 - fs * f) + 0.5)
-    u = jnp.floor(v * (1.0 - fs * (1.0 - f)) + 0.5)
-    sector = t["sector"][h] % 6
-    table = jnp.stack(
-        [jnp.stack(c, -1) for c in ((v, u, p), (q, v, p), (p, v, u), (p, q, v), (u, p, v), (v, p, q))]
-    )  # [6, H, W, 3]
-    out = jnp.take_along_axis(table, sector[None, ..., None], axis=0)[0]
-    return jnp.where((s == 0)[..., None], v[..., None], out)
+    """The host's :func:`jssl.data.colour.shift_hue` on one [H, W, 3] image of integer values, as float32."""
+    h, s, v = _rgb_to_hsv(x.astype(jnp.int32))
+    steps = jnp.round(jnp.asarray(shift, jnp.float32) * 256.0).astype(jnp.int32)
+    return _hsv_to_rgb(jnp.mod(h + steps, 256), s, v).astype(jnp.float32)
 
 
 def _jitter_one(x: jax.Array, params: JitterParams, active: Sequence[bool]) -> jax.Array:
-    """One example's jitter, op ``params.order[i]`` at position ``i``, on float [H, W, C] in [0, 255]."""
+    """One example's jitter, op ``params.order[i]`` at position ``i``, on float [H, W, C] integer values.
+
+    Every op rounds at its end, as :mod:`jssl.data.colour`'s host ops do; all float arithmetic is
+    the host's float32 expressions of one or two integer values.
+    """
     is_rgb = x.shape[-1] == 3
-    f_b, f_c, f_s = params.factors[0], params.factors[1], params.factors[2]
+    f_b, f_c, f_s = (jnp.asarray(params.factors[i], jnp.float32) for i in range(3))
     order = params.order
     hue_on = active[3] and is_rgb
     # A per-example order cannot pick code at trace time, so each position computes every
-    # cheap op and selects. Hue (a table-driven HSV round trip) runs once, between the
-    # positions before it and after: computed at all four positions, as the cheap ops are, the
-    # jitter took 115 ms per 224 px image on one CPU core instead of 8.
+    # cheap op and selects. Hue runs once, between the positions before it and after:
+    # computed at all four positions, as the cheap ops are, it would cost four times as much.
     hue_position = jnp.argmax(order == 3) if hue_on else 4
 
     def cheap_ops(x: jax.Array, run: Callable[[int], jax.Array]) -> jax.Array:
@@ -358,19 +332,20 @@ def _jitter_one(x: jax.Array, params: JitterParams, active: Sequence[bool]) -> j
             k = order[position]
             choices = [x, x, x]
             if active[0]:
-                choices[0] = jnp.clip(x * f_b, 0, 255)
+                choices[0] = _rint_u8(x * f_b)
             if active[1]:
-                mean = jnp.mean(_gray(x) if is_rgb else x)
-                choices[1] = jnp.clip(f_c * x + (1.0 - f_c) * mean, 0, 255)
+                gray = _luma(x) if is_rgb else x.astype(jnp.int32)
+                mean = jnp.sum(gray).astype(jnp.float32) / jnp.float32(gray.size)
+                choices[1] = _rint_u8(f_c * x + (1.0 - f_c) * mean)
             if active[2] and is_rgb:
-                choices[2] = jnp.clip(f_s * x + (1.0 - f_s) * _gray(x), 0, 255)
+                choices[2] = _rint_u8(f_s * x + (1.0 - f_s) * _luma(x).astype(jnp.float32))
             x = jnp.where(run(position), jnp.select([k == i for i in range(3)], choices, x), x)
         return x
 
     x = cheap_ops(x, lambda position: position < hue_position)
     if not hue_on:
         return x
-    x = _shift_hue(_rint_u8(x), params.hue_shift)
+    x = _shift_hue(x, params.hue_shift)
     return cheap_ops(x, lambda position: position > hue_position)
 
 
