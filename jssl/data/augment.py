@@ -18,11 +18,13 @@ and a deterministic ``apply(image, params)``. :func:`parse_view` returns a
 spec's steps, so a caller can draw a whole view before it has the image (see
 :mod:`jssl.data.decode`, which picks a reduced JPEG decode size from the crops).
 
-Geometry and blur use PIL (C code, releases the GIL); photometric ops use
-vectorised float32 numpy, following torchvision's / SimCLR's definitions.
-The numpy ops keep their intermediates in per-thread work buffers reused across
-calls (:func:`_scratch`) and update them in place: on a 224 px image, fresh
-temporaries cost more in page faults than the arithmetic itself.
+Geometry uses PIL (C code, releases the GIL). Colour jitter and grayscale are
+:mod:`jssl.data.colour`'s integer-exact uint8 ops (lookup tables and OpenCV's
+SIMD colour conversion; each op rounds once, like PIL's and torchvision's uint8
+ops), so their device twins are bit-identical. The numpy ops keep their
+intermediates in per-thread work buffers reused across calls (:func:`_scratch`)
+and update them in place: on a 224 px image, fresh temporaries cost more in
+page faults than the arithmetic itself.
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ that each device apply reproduces the host apply for the same parameters.
 Dtypes: ``apply_*`` takes ``uint8`` or float images. For ``uint8`` input the
 result is ``uint8``, rounded after each op exactly where the host rounds (so a
 chain of device ops tracks the host chain); for float input the result is
-``float32`` in ``[0, 255]`` without the final rounding. The composed
+``float32`` in ``[0, 255]`` without the final rounding, except for the colour
+jitter and grayscale, which are integer ops (:mod:`jssl.data.colour`) and round
+whatever the input dtype. The composed
 :func:`parse_device_augment` function maps ``uint8 [B, H, W, C]`` to
 ``uint8 [B, h, w, C]``; normalization stays with the caller.
 
