@@ -152,28 +152,33 @@ def rgb_to_hsv(image: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _hsv_to_rgb_masks() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-hue tables for the host's HSV -> RGB: ``frac [256]`` and three ``[256, 1, 3]`` channel masks.
+def _hsv_to_rgb_masks() -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Per-hue tables for the host's HSV -> RGB: ``frac [256]`` and, per output channel, three masks.
 
     Output channel ``c`` is ``P(v, a_c)`` with ``a_c`` one of ``0, s, m, s - m`` (for ``v, p,
     q, t``), written ``(s & A) + (m & B) - (m & C)`` with masks 0 or 255 picked by the sector.
     """
     six_h = np.arange(256) * 6
     code = SECTOR_CHANNELS[six_h >> 8]  # [256, 3]: 0 v, 1 p, 2 q, 3 t
-    masks = [np.where(hit, 255, 0).astype(np.uint8).reshape(256, 1, 3) for hit in ((code == 1) | (code == 3), code == 2, code == 3)]
-    return ((six_h & 255).astype(np.uint8), *masks)
+    as_mask = lambda hit: np.where(hit, 255, 0).astype(np.uint8)  # noqa: E731
+    masks = [(as_mask((c == 1) | (c == 3)), as_mask(c == 2), as_mask(c == 3)) for c in code.T]
+    return (six_h & 255).astype(np.uint8), masks
 
 
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]`` RGB of full-range 8-bit HSV by the integer definition in the module docstring."""
     cv2 = _cv2()
-    frac, take_s, take_m, minus_m = _hsv_to_rgb_masks()
+    frac, masks = _hsv_to_rgb_masks()
+    scale = hsv_tables()["scale"]
     h, s, v = cv2.split(np.ascontiguousarray(hsv))
     m = ((s.astype(np.uint16) * cv2.LUT(h, frac) + np.uint16(128)) >> 8).astype(np.uint8)
-    h3, s3, m3 = cv2.merge([h, h, h]), cv2.merge([s, s, s]), cv2.merge([m, m, m])
-    # uint8 arithmetic wraps, and the result (0, s, m or s - m) is in range.
-    a = (s3 & cv2.LUT(h3, take_s)) + (m3 & cv2.LUT(h3, take_m)) - (m3 & cv2.LUT(h3, minus_m))
-    return np.take(hsv_tables()["scale"], (cv2.merge([v, v, v]).astype(np.uint16) << 8) | a)
+    row = v.astype(np.uint16) << 8
+    out = np.empty(hsv.shape, np.uint8)
+    for c, (take_s, take_m, minus_m) in enumerate(masks):
+        # uint8 arithmetic wraps, and the result (0, s, m or s - m) is in range.
+        a = (s & cv2.LUT(h, take_s)) + (m & cv2.LUT(h, take_m)) - (m & cv2.LUT(h, minus_m))
+        out[..., c] = np.take(scale, row | a)
+    return out
 
 
 def shift_hue(image: np.ndarray, shift: float) -> np.ndarray:
