@@ -21,10 +21,12 @@ spec's steps, so a caller can draw a whole view before it has the image (see
 Geometry uses PIL (C code, releases the GIL). Colour jitter and grayscale are
 :mod:`jssl.data.colour`'s integer-exact uint8 ops (lookup tables and OpenCV's
 SIMD colour conversion; each op rounds once, like PIL's and torchvision's uint8
-ops), so their device twins are bit-identical. The numpy ops keep their
-intermediates in per-thread work buffers reused across calls (:func:`_scratch`)
-and update them in place: on a 224 px image, fresh temporaries cost more in
-page faults than the arithmetic itself.
+ops). The truncated Gaussian blur is defined in fixed point (integer taps
+summing to 4096, an integer H pass rounded to 1/16, an integer W pass rounded
+to uint8; see :func:`apply_gaussian_blur`) and runs as two OpenCV filters,
+about 0.4 ms on a 224 px RGB image on one core. Both are defined so that their
+device twins in :mod:`jssl.data.device_augment` agree bit for bit on any
+backend; ``cv2`` is imported lazily, so the device path does not need it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import dataclasses
 import functools
 import inspect
 import math
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -154,73 +155,6 @@ def _apply_pil(image: np.ndarray, fn: Callable[[Image.Image], Image.Image]) -> n
         [np.asarray(fn(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="L"))) for c in range(channels)],
         axis=-1,
     )
-
-
-# Per-thread work buffers, see _scratch. Grain may run several map threads
-# (and numpy releases the GIL), so buffers are never shared between threads.
-_SCRATCH = threading.local()
-# A view spec touches about ten (tag, shape, dtype) keys per input size; the
-# bound only keeps a stream of ever-new sizes from growing the cache forever.
-_SCRATCH_MAX = 64
-# Below this many elements fresh temporaries come from malloc's heap without
-# page faults, and skipping the buffer lookup (np.result_type, the cache) is
-# the faster path: MNIST-sized images.
-_SCRATCH_MIN_SIZE = 8192
-
-
-def _scratch(tag: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A work array for this thread, reused by every call with the same key; contents undefined.
-
-    A fresh float temporary of a 224 px image is 0.6-1.2 MB; glibc maps such
-    blocks with mmap and returns them on free, so each call page-faults them in
-    again (about 1000 faults, 1.5 ms, per colour-jitter op: ten times its
-    arithmetic). A reused buffer stays mapped. Only for intermediates that die
-    within one call: every op returns a fresh array (or its input), never one
-    of these.
-    """
-    cache = getattr(_SCRATCH, "arrays", None)
-    if cache is None:
-        cache = _SCRATCH.arrays = {}
-    key = (tag, tuple(shape), np.dtype(dtype))
-    buffer = cache.get(key)
-    if buffer is None:
-        if len(cache) >= _SCRATCH_MAX:
-            cache.clear()
-        buffer = cache[key] = np.empty(key[1], key[2])
-    return buffer
-
-
-def _float_copy(tag: str, image: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-    """``image.astype(dtype)`` in the work buffer ``tag`` (a fresh array for small images)."""
-    if image.size < _SCRATCH_MIN_SIZE:
-        return image.astype(dtype)
-    x = _scratch(tag, image.shape, dtype)
-    np.copyto(x, image, casting="unsafe")
-    return x
-
-
-def _into(ufunc: np.ufunc, a: np.ndarray, b: Any, tag: str) -> np.ndarray:
-    """``ufunc(a, b)`` with numpy's own result dtype, written into the work buffer ``(tag, a.shape, dtype)``.
-
-    When ``a`` is that buffer (same tag and dtype), this updates it in place.
-    Choosing the buffer by ``np.result_type`` keeps the ufunc loop, hence
-    every value, that ``a * b`` / ``a + b`` would use (a float64 factor makes
-    float64 arithmetic, a Python float keeps float32). ``b`` must broadcast to
-    ``a.shape``. For small images, a fresh ``ufunc(a, b)``.
-    """
-    if a.size < _SCRATCH_MIN_SIZE:
-        return ufunc(a, b)
-    return ufunc(a, b, out=_scratch(tag, a.shape, np.result_type(a, b)))
-
-
-def _clip255(x: np.ndarray) -> np.ndarray:
-    """``np.clip(x, 0, 255)`` in place (on numpy 2.4 as fast as minimum/maximum)."""
-    return np.clip(x, 0, 255, out=x)
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    """Rounds half to even, clips to [0, 255] and casts; overwrites ``x`` (a work buffer) on the way."""
-    return _clip255(np.rint(x, out=x)).astype(np.uint8)
 
 
 def _no_params(rng: np.random.Generator, height: int, width: int) -> None:
@@ -503,9 +437,32 @@ def grayscale(p: float = 0.2) -> Step:
     return Step("grayscale", lambda rng, h, w: sample_grayscale(rng, p=p), apply_grayscale)
 
 
-# Bytes of one band of H-pass rows in apply_gaussian_blur's separable
-# convolution; about 256 KB keeps a band's four work buffers in a 1 MB L2.
-_BLUR_BAND_BYTES = 256 * 1024
+# The truncated Gaussian blur is a fixed-point separable filter, defined in
+# integers so that the host (OpenCV) and the device twin (int32 shifted adds)
+# agree bit for bit on every backend; see apply_gaussian_blur. Its integer taps
+# come from _blur_weights, which uses only operations that IEEE arithmetic
+# rounds the same everywhere: no exp (numpy's and XLA's float32 exp differ in
+# the last bit for about a third of the arguments, enough to move an integer tap
+# in one draw of 10^4), no float division (XLA rewrites a quotient by a
+# broadcast into a product with the reciprocal, and on GPUs lowers f32 division
+# to PTX div.full, which is not correctly rounded) and no float sums (a GPU
+# fuses a product and a sum into one FMA).
+_BLUR_ONE = 4096  # the integer taps sum to 2^12
+# Sigma is clipped to [2^-20, 2^20] (a point and a box at any radius), its mantissa rounded to
+# _SIGMA_BITS bits: 1 / (2 sigma^2) is a table entry times a power of two.
+_SIGMA_BITS = 14
+_SIGMA_RANGE = (2.0**-20, 2.0**20)
+_HALF_INV_SQUARE = (0.5 / (1 + (np.arange(1 << _SIGMA_BITS) + 0.5) / (1 << _SIGMA_BITS)) ** 2).astype(np.float32)
+# exp(-x) for x = q / 2^16 (q an integer, at most 2^20) is _EXP_HI[q >> 11] * _EXP_LO[q & 2047]; beyond
+# x = 16, exp(-x) * 2^18 rounds to 0 anyway.
+_EXP_LIMIT = 16.0
+_EXP_HI = np.exp(-np.arange((16 << 5) + 1) / 32.0).astype(np.float32)  # exp(-k / 2^5), k <= 512
+_EXP_LO = np.exp(-np.arange(1 << 11) / 65536.0).astype(np.float32)  # exp(-k / 2^16), k < 2^11
+# Below this many taps OpenCV's filter2D convolves directly; from 50 taps (8-bit input, or any input
+# without SSE3; 130 for float input with SSE3) it switches to a DFT, which is not exact. The W pass
+# uses filter2D under the bound (3x faster than sepFilter2D for a row kernel) and sepFilter2D, which
+# never takes a DFT, from it on.
+_CV_FILTER2D_MAX_TAPS = 49
 
 
 @functools.lru_cache(maxsize=64)
@@ -513,34 +470,69 @@ def _reflect_index(n: int, radius: int) -> np.ndarray:
     return np.pad(np.arange(n), radius, mode="reflect")
 
 
-def _reflect_pad(tag: str, image: np.ndarray, radius: int) -> np.ndarray:
-    """float32 ``image`` reflect-padded by ``radius`` along H and W (``np.pad`` mode "reflect"), in a work buffer.
+def _blur_weights(sigma: Any, radius: int, xp: Any = np) -> Any:
+    """Integer Gaussian taps ``int32 [..., 2 * radius + 1]`` summing to 4096, for float32 ``sigma [...]``.
 
-    np.pad costs more than the whole convolution on MNIST-sized images, and
-    fancy indexing with reflected index arrays 6x more than copying the
-    mirrored edges with slices, which is exact while ``radius`` is smaller
-    than both sides (one reflection; always so in apply_gaussian_blur).
+    ``xp`` is numpy (the host) or ``jax.numpy`` (the device twin, per
+    example): the same code, made only of integer arithmetic, table lookups and
+    float32 products, ``floor`` and ``rint`` (which IEEE rounds identically on
+    every backend), so both sides get the same integers for every sigma.
+
+    Tap ``t`` is ``round(4096 * e_t / sum(e))`` (half up) for
+    ``e_t ~= exp(-t^2 / (2 sigma^2))``, with sigma's mantissa quantised to 14
+    bits (the table holds each step's midpoint) and ``t^2 / (2 sigma^2)`` in
+    16-bit fixed point, e_t itself to 2^-18; the centre tap then takes the
+    rounding remainder, so the taps sum to 4096 exactly (the side taps round
+    down instead where rounding half up would leave it negative, which takes
+    sigma >> radius >= ~150). Every side tap is within one unit of
+    ``rint(4096 * g)`` for the float Gaussian ``g``; the centre absorbs the
+    others' rounding.
     """
-    h, w, c = image.shape
-    r = radius
-    if r >= min(h, w):  # edges reflected more than once: cached index arrays
-        rows = image.take(_reflect_index(h, r), axis=0)
-        return _float_copy(tag, rows.take(_reflect_index(w, r), axis=1))
-    x = _scratch(tag, (h + 2 * r, w + 2 * r, c), np.float32)
-    np.copyto(x[r : r + h, r : r + w], image, casting="unsafe")
-    # Padded column r - j mirrors input column j (padded r + j); first left and right, then
-    # top and bottom over the full width, which fills the corners as np.pad does.
-    x[r : r + h, :r] = x[r : r + h, 2 * r : r : -1]
-    x[r : r + h, r + w :] = x[r : r + h, r + w - 2 : w - 2 : -1]
-    x[:r] = x[2 * r : r : -1]
-    x[r + h :] = x[r + h - 2 : h - 2 : -1]
-    return x
+    s = xp.clip(xp.asarray(sigma, xp.float32), xp.float32(_SIGMA_RANGE[0]), xp.float32(_SIGMA_RANGE[1]))
+    bits = s.view(xp.int32)  # s = 2^exponent * (1 + mantissa / 2^23), s > 0
+    exponent = (bits >> 23) - 127
+    # 1 / (2 s^2) = _HALF_INV_SQUARE[top mantissa bits] * 2^(-2 exponent); the power of two built from its bits.
+    scale = ((127 - 2 * exponent) << 23).view(xp.float32)
+    a = xp.asarray(_HALF_INV_SQUARE)[(bits >> (23 - _SIGMA_BITS)) & ((1 << _SIGMA_BITS) - 1)] * scale
+    t = xp.arange(1, radius + 1, dtype=xp.float32)  # one side; the taps are symmetric
+    x = xp.minimum((t * t) * a[..., None], xp.float32(_EXP_LIMIT))  # t^2 / (2 s^2)
+    q = xp.floor(x * xp.float32(1 << 16)).astype(xp.int32)  # <= 2^20
+    e = xp.asarray(_EXP_HI)[q >> 11] * xp.asarray(_EXP_LO)[q & 2047]
+    big = xp.rint(e * xp.float32(1 << 18)).astype(xp.int32)  # the centre's is exp(0) * 2^18
+    # At most 2^18 (2 radius + 1); the rounding below stays in int32 while radius < 4096.
+    total = 2 * big.sum(axis=-1, keepdims=True, dtype=xp.int32) + (1 << 18)
+    side = (big * _BLUR_ONE + total // 2) // total  # round half up; big * 4096 <= 2^30
+    # Rounded up, many near-equal taps (sigma >> radius, from radius ~150 on) can leave the centre
+    # negative; rounded down they cannot. Non-negative taps keep every sum in the bounds that make
+    # the float32 host path exact.
+    floored = (big * _BLUR_ONE) // total
+    side = xp.where(2 * side.sum(axis=-1, keepdims=True, dtype=xp.int32) > _BLUR_ONE, floored, side)
+    centre = _BLUR_ONE - 2 * side.sum(axis=-1, keepdims=True, dtype=xp.int32)
+    return xp.concatenate([side[..., ::-1], centre, side], axis=-1)
 
 
-def _gaussian_kernel(sigma: float, radius: int) -> np.ndarray:
-    taps = np.arange(-radius, radius + 1, dtype=np.float32)
-    kernel = np.exp(-0.5 * (taps / sigma) ** 2)
-    return kernel / kernel.sum()
+# The host looks its taps up in blocks of _blur_weights over all the mantissas of one exponent
+# (which is all they depend on): 50-80 us of small numpy operations per call become a few us; a
+# block costs 11 ms and 0.75 MB at radius 11. Larger radii compute their taps each call.
+_BLUR_BLOCK_MAX_RADIUS = 32
+
+
+@functools.lru_cache(maxsize=16)
+def _blur_weight_block(exponent_bits: int, radius: int) -> np.ndarray:
+    mantissas = np.arange(1 << _SIGMA_BITS, dtype=np.int32) << (23 - _SIGMA_BITS)
+    block = _blur_weights(((exponent_bits << 23) | mantissas).view(np.float32), radius).astype(np.int16)
+    block.flags.writeable = False
+    return block
+
+
+def _blur_taps(sigma: float, radius: int) -> np.ndarray:
+    """``_blur_weights(float32(sigma), radius)`` as float32, from a cached block where the radius allows."""
+    s = np.float32(sigma)
+    if radius > _BLUR_BLOCK_MAX_RADIUS or not _SIGMA_RANGE[0] <= s <= _SIGMA_RANGE[1]:
+        return _blur_weights(s, radius).astype(np.float32)
+    bits = int(s.view(np.int32))
+    block = _blur_weight_block(bits >> 23, radius)
+    return block[(bits >> (23 - _SIGMA_BITS)) & ((1 << _SIGMA_BITS) - 1)].astype(np.float32)
 
 
 def blur_radius(height: int, width: int, kernel_frac: float) -> int:
@@ -556,46 +548,49 @@ def sample_gaussian_blur(rng: np.random.Generator, *, p: float, sigma: Sequence[
 
 
 def apply_gaussian_blur(image: np.ndarray, params: BlurParams, *, kernel_frac: float | None = 0.1) -> np.ndarray:
-    """Blurs with ``params.sigma`` when ``params.apply``; see :func:`gaussian_blur` for ``kernel_frac``."""
+    """Blurs with ``params.sigma`` when ``params.apply``; see :func:`gaussian_blur` for ``kernel_frac``.
+
+    The truncated blur (``kernel_frac`` not None) is defined in integers, for
+    ``w = _blur_weights(float32(sigma), radius)`` (sum 4096; the device
+    twin computes them with the same code) and reflect-101
+    borders (``np.pad`` mode "reflect", OpenCV's ``BORDER_REFLECT_101``):
+
+    1. along H: ``s1[y, x] = sum_i w[i] * image[y + i - radius, x]`` (< 2^20),
+    2. ``t = (s1 + 128) >> 8`` (<= 4080: four fractional bits kept),
+    3. along W: ``s2[y, x] = sum_j w[j] * t[y, x + j - radius]`` (< 2^24),
+    4. ``out = (s2 + 32768) >> 16``, uint8.
+
+    The device twin computes exactly that in int32. Here OpenCV's separable
+    filters run it in float32 with the taps scaled by 2^-8 (pass 1) and 2^-16
+    (pass 2) and an added 1/2: every product and partial sum is then a
+    multiple of 2^-8 below 2^12, or of 2^-16 below 2^8, which float32 holds
+    exactly in any summation order (SIMD, FMA), so ``floor`` of pass 1 is
+    ``t`` and the truncating cast of pass 2 is ``out``. About 0.4 ms on a
+    224 px RGB image on one core (the float32 numpy convolution it replaces:
+    2.5 ms).
+    """
     if not params.apply:
         return image
     s = float(params.sigma)
     if kernel_frac is None:
         return _apply_pil(image, lambda im: im.filter(ImageFilter.GaussianBlur(s)))
+    import cv2  # lazily: the device path runs without OpenCV
+
     radius = blur_radius(image.shape[0], image.shape[1], kernel_frac)
-    kernel = _gaussian_kernel(s, radius)
-    if radius <= 2:
-        # PIL runs 3x3 / 5x5 kernels in one C call; it leaves the outer
-        # `radius` rows and columns unfiltered, which is immaterial for a blur
-        # augmentation (and reproduced by the device twin).
-        taps = tuple(float(v) for v in np.outer(kernel, kernel).ravel())
-        size = (2 * radius + 1, 2 * radius + 1)
-        return _apply_pil(image, lambda im: im.filter(ImageFilter.Kernel(size, taps, scale=1.0)))
-    h, w, c = image.shape
-    taps = 2 * radius + 1
-    x = _reflect_pad("blur_pad", image, radius)
-    # Separable: sum shifted copies along H, then along W. Each sum is the left
-    # fold ((k0*x0 + k1*x1) + k2*x2) + ... in float32 that Python's sum() of the
-    # products computed before (its start value 0 adds exactly), accumulated in
-    # place in work buffers. Both passes run on bands of output rows (the W
-    # pass of a band needs only that band's H-pass rows), sized so that a
-    # band's buffers stay in a core's L2 cache: 224 px RGB goes 2.6 -> 1.8 ms.
-    band = -(-h // max(1, -(-h * (w + 2 * radius) * c * 4 // _BLUR_BAND_BYTES)))  # balanced ceil split
-    rows_buf = _scratch("blur_rows", (band, w + 2 * radius, c), np.float32)
-    rows_product = _scratch("blur_rows_product", rows_buf.shape, np.float32)
-    out_product = _scratch("blur_out_product", (band, w, c), np.float32)
-    out = _scratch("blur_out", (h, w, c), np.float32)
-    for top in range(0, h, band):
-        n = min(band, h - top)
-        rows, product = rows_buf[:n], rows_product[:n]
-        np.multiply(x[top : top + n], kernel[0], out=rows)
-        for t in range(1, taps):
-            rows += np.multiply(x[top + t : top + t + n], kernel[t], out=product)
-        out_band, product = out[top : top + n], out_product[:n]
-        np.multiply(rows[:, 0:w], kernel[0], out=out_band)
-        for t in range(1, taps):
-            out_band += np.multiply(rows[:, t : t + w], kernel[t], out=product)
-    return _to_uint8(out)
+    taps = _blur_taps(s, radius)
+    border = cv2.BORDER_REFLECT_101
+    one = np.ones((1, 1), np.float32)
+    # Pass 1 along H: s1 / 256 + 1/2, floored in place to t. (OpenCV's reflect-101 border agrees with
+    # np.pad's "reflect" also where the kernel reaches past the far edge: reflected repeatedly.)
+    x = cv2.sepFilter2D(image, cv2.CV_32F, one, (taps / 256)[:, None], delta=0.5, borderType=border)
+    np.floor(x, out=x)
+    # Pass 2 along W: s2 / 65536 + 1/2, truncated to uint8 (it is positive).
+    row = (taps / 65536)[None, :]
+    if row.size <= _CV_FILTER2D_MAX_TAPS:
+        x = cv2.filter2D(x, cv2.CV_32F, row, delta=0.5, borderType=border)
+    else:
+        x = cv2.sepFilter2D(x, cv2.CV_32F, row, one, delta=0.5, borderType=border)
+    return x.astype(np.uint8).reshape(image.shape)
 
 
 def gaussian_blur(
@@ -607,10 +602,11 @@ def gaussian_blur(
 
     ``kernel_frac`` reproduces SimCLR/BYOL: the kernel is truncated to an odd
     size of about ``kernel_frac * min(H, W)`` pixels (at least 3), which on
-    small images caps how blurry a view can get. PIL's ``GaussianBlur`` cannot
-    truncate, so 3x3 / 5x5 kernels run through PIL's ``ImageFilter.Kernel`` and
-    larger ones as a separable numpy convolution with reflected borders;
-    ``kernel_frac=None`` uses PIL's untruncated ``GaussianBlur``.
+    small images caps how blurry a view can get. The truncated blur is a
+    separable fixed-point filter with reflected borders (exact integer
+    arithmetic, the same bits as the device twin; see
+    :func:`apply_gaussian_blur`); ``kernel_frac=None`` uses PIL's untruncated
+    ``GaussianBlur`` (host only).
     """
     p = _check_p(p)
     low, high = _check_range("sigma", sigma)

@@ -103,6 +103,50 @@ def test_gaussian_blur_smooths() -> None:
     np.testing.assert_array_equal(A.gaussian_blur(p=1.0)(constant, np.random.default_rng(0)), constant)
 
 
+def _blur_reference(image: np.ndarray, sigma: float, radius: int) -> np.ndarray:
+    """apply_gaussian_blur's definition, step by step: np.pad reflect and Python-int sums of shifted copies."""
+    w = [int(v) for v in A._blur_weights(np.float32(sigma), radius)]
+    assert sum(w) == 4096
+    h, width = image.shape[:2]
+    x = np.pad(image.astype(np.int64), ((radius, radius), (0, 0), (0, 0)), mode="reflect")
+    s1 = sum(w[i] * x[i : i + h] for i in range(2 * radius + 1))
+    t = (s1 + 128) >> 8
+    t = np.pad(t, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
+    s2 = sum(w[j] * t[:, j : j + width] for j in range(2 * radius + 1))
+    out = (s2 + 32768) >> 16
+    assert out.min() >= 0 and out.max() <= 255
+    return out.astype(np.uint8)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize(
+    ("h", "w", "kernel_frac"),
+    [(20, 24, 0.1), (20, 24, 0.25), (28, 28, 0.5), (64, 72, 0.35), (64, 72, 0.85), (5, 7, 3.0), (1, 9, 0.5)],
+)
+def test_gaussian_blur_is_its_integer_definition(channels: int, h: int, w: int, kernel_frac: float) -> None:
+    rng = np.random.default_rng([h, w, channels])
+    radius = A.blur_radius(h, w, kernel_frac)
+    for sigma in (0.1, 0.7, 1.5, 2.0, 6.0, 40.0):
+        image = rng.integers(0, 256, (h, w, channels), dtype=np.uint8)
+        out = A.apply_gaussian_blur(image, A.BlurParams(True, sigma), kernel_frac=kernel_frac)
+        assert out.dtype == np.uint8 and out.shape == image.shape
+        np.testing.assert_array_equal(out, _blur_reference(image, sigma, radius))
+    flipped = image[:, ::-1]  # a strided view, as hflip returns
+    np.testing.assert_array_equal(
+        A.apply_gaussian_blur(flipped, A.BlurParams(True, 1.3), kernel_frac=kernel_frac),
+        _blur_reference(np.ascontiguousarray(flipped), 1.3, radius),
+    )
+
+
+def test_gaussian_blur_keeps_constant_images() -> None:
+    for value in (0, 1, 77, 128, 254, 255):
+        for h, w, kernel_frac in ((10, 10, 0.1), (28, 28, 0.5), (64, 72, 0.85), (3, 5, 3.0)):
+            constant = np.full((h, w, 3), value, np.uint8)
+            for sigma in (0.1, 1.0, 2.0, 100.0):
+                out = A.apply_gaussian_blur(constant, A.BlurParams(True, sigma), kernel_frac=kernel_frac)
+                np.testing.assert_array_equal(out, constant)
+
+
 def test_parse_augment_matches_manual_composition() -> None:
     spec = "random_resized_crop(12, scale=(0.3, 1.0))|hflip|color_jitter(0.4, 0.4, p=0.8)|solarize(p=0.2)"
     parsed = A.parse_augment(spec)

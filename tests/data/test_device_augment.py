@@ -55,14 +55,54 @@ def test_exact_ops_match_host(channels: int) -> None:
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("kernel_frac", [0.1, 0.25, 0.5])  # radius 1 and 2 (PIL Kernel path), 5 (numpy path)
-def test_gaussian_blur_matches_host_exactly(channels: int, kernel_frac: float) -> None:
-    x = _images(channels)
-    params = [A.BlurParams(b % 3 != 0, 0.1 + 0.4 * b) for b in range(B)]
+@pytest.mark.parametrize(
+    ("h", "w", "kernel_frac"),
+    [
+        (20, 24, 0.1),  # radius 1
+        (20, 24, 0.25),  # radius 2
+        (20, 24, 0.5),  # radius 5
+        (64, 72, 0.35),  # radius 11, as at 224 px with kernel_frac 0.1
+        (64, 72, 0.85),  # radius 27: 55 taps, the host's sepFilter2D W pass
+        (5, 7, 3.0),  # radius 7 > H: reflected more than once
+    ],
+)
+def test_gaussian_blur_matches_host_exactly(channels: int, h: int, w: int, kernel_frac: float) -> None:
+    x = _images(channels, h=h, w=w)
+    params = [A.BlurParams(b % 3 != 0, 0.1 + 0.4 * b) for b in range(B)]  # gate closed for b = 0, 3
     host = np.stack([A.apply_gaussian_blur(x[b], params[b], kernel_frac=kernel_frac) for b in range(B)])
     stacked = A.BlurParams(np.asarray([p.apply for p in params]), np.asarray([p.sigma for p in params], np.float32))
-    # Same taps, same summation order, same rounding as the host: bit-identical on CPU.
-    _assert_close(host, D.apply_gaussian_blur(x, stacked, kernel_frac=kernel_frac))
+    # Integer arithmetic on both sides (OpenCV's float32 on the host is exact there): bit-identical.
+    device = jax.jit(lambda x, p: D.apply_gaussian_blur(x, p, kernel_frac=kernel_frac))(x, stacked)
+    _assert_close(host, device)
+    np.testing.assert_array_equal(host[0], x[0])  # gate closed: unchanged
+    assert not np.array_equal(host[1], x[1])
+
+
+def test_gaussian_blur_weights_match_host_exactly() -> None:
+    f32 = np.float32
+    edges = [0.1, 2.0, np.nextafter(f32(0.1), f32(0)), np.nextafter(f32(0.1), f32(1)), np.nextafter(f32(2), f32(3))]
+    edges += [np.nextafter(f32(2), f32(0)), 1e-3, 1e3]
+    edges += [1e-30, 2.0**-20, 2.0**-20 * 0.99, 2.0**20, 2.0**20 * 1.01, 1e30]  # clipped to [2^-20, 2^20]
+    sigmas = np.concatenate([np.random.default_rng(0).uniform(0.1, 2.0, 10_000), edges]).astype(np.float32)
+    for radius in (1, 2, 5, 11, 27, 40):
+        host = A._blur_weights(sigmas, radius)
+        # One scalar sigma at a time, and apply_gaussian_blur's cached lookup: the same integers.
+        np.testing.assert_array_equal(np.stack([A._blur_weights(f32(s), radius) for s in sigmas[::50]]), host[::50])
+        np.testing.assert_array_equal(np.stack([A._blur_taps(float(s), radius) for s in sigmas[::7]]), host[::7])
+        device = jax.jit(lambda s: A._blur_weights(s, radius, xp=jnp))(sigmas)
+        assert device.dtype == jnp.int32 and host.dtype == np.int32
+        np.testing.assert_array_equal(np.asarray(device), host)
+        assert np.all(host.sum(axis=1) == 4096) and host.min() >= 0
+        np.testing.assert_array_equal(host, host[:, ::-1])  # symmetric
+        # Close to the float Gaussian: every side tap within one unit of rint(4096 g).
+        taps = np.arange(-radius, radius + 1)
+        g = np.exp(-0.5 * (taps / sigmas[:10_000, None].astype(np.float64)) ** 2)
+        g = np.rint(4096 * g / g.sum(axis=1, keepdims=True))
+        side = np.abs(host[:10_000] - g)
+        side[:, radius] = 0
+        assert side.max() <= 1 and (side == 0).mean() > 0.99
+    np.testing.assert_array_equal(A._blur_weights(f32(1e-3), 2), [0, 0, 4096, 0, 0])  # identity
+    assert np.ptp(A._blur_weights(f32(1e30), 2)) <= 1  # a box
 
 
 @pytest.mark.parametrize("channels", [1, 3])
