@@ -44,6 +44,7 @@ import numpy as np
 
 from jssl.data import augment as host
 from jssl.data import colour
+from jssl.data import fixed_point_blur as FPB
 from jssl.data.augment import BlurParams, CropBox, JitterParams
 
 __all__ = [
@@ -408,18 +409,18 @@ def apply_gaussian_blur(images: jax.Array, params: BlurParams, *, kernel_frac: f
         raise ValueError(f"images must be [B, H, W, C]; got shape {images.shape}")
     n, h, w = images.shape[:3]
     radius = host.blur_radius(h, w, kernel_frac)
-    weights = host._blur_weights(jnp.asarray(params.sigma, jnp.float32).reshape(n), radius, xp=jnp)  # [B, 2r + 1]
+    weights = FPB.integer_taps(jnp.asarray(params.sigma, jnp.float32).reshape(n), radius, xp=jnp)  # [B, 2r + 1]
     # Reflect-pad both axes up front (the H pass then also runs over the W margin, which is the same
     # as reflecting its result): on XLA:CPU 2-4x faster than gathering the W margin between the passes.
-    rows_idx = host._reflect_index(h, radius)
-    cols_idx = host._reflect_index(w, radius)
+    rows_idx = FPB.reflect_index(h, radius)
+    cols_idx = FPB.reflect_index(w, radius)
     if images.dtype == jnp.uint8:
         padded = images.astype(jnp.int32)[:, rows_idx][:, :, cols_idx]
         t = (_symmetric_taps(padded, weights, radius, h, axis=1) + 128) >> 8  # s1 < 2^20; t <= 4080
         s2 = _symmetric_taps(t, weights, radius, w, axis=2)  # < 2^24
         blurred = ((s2 + 32768) >> 16).astype(jnp.uint8)
     else:
-        scaled = weights.astype(jnp.float32) / host._BLUR_ONE
+        scaled = weights.astype(jnp.float32) / FPB.TAPS_SUM
         rows = _symmetric_taps(_as_float(images)[:, rows_idx][:, :, cols_idx], scaled, radius, h, axis=1)
         blurred = jnp.clip(_symmetric_taps(rows, scaled, radius, w, axis=2), 0, 255)
     return jnp.where(_batch_bool(params.apply), blurred, images.astype(blurred.dtype))

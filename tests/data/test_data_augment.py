@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jssl.data import augment as A
+from jssl.data import fixed_point_blur as FPB
 
 
 def _rgb(h: int = 20, w: int = 24, seed: int = 0) -> np.ndarray:
@@ -105,7 +106,7 @@ def test_gaussian_blur_smooths() -> None:
 
 def _blur_reference(image: np.ndarray, sigma: float, radius: int) -> np.ndarray:
     """apply_gaussian_blur's definition, step by step: np.pad reflect and Python-int sums of shifted copies."""
-    w = [int(v) for v in A._blur_weights(np.float32(sigma), radius)]
+    w = [int(v) for v in FPB.integer_taps(np.float32(sigma), radius)]
     assert sum(w) == 4096
     h, width = image.shape[:2]
     x = np.pad(image.astype(np.int64), ((radius, radius), (0, 0), (0, 0)), mode="reflect")

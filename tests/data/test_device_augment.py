@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jssl.data import augment as A
+from jssl.data import fixed_point_blur as FPB
 from jssl.data import device_augment as D
 
 B = 6
@@ -85,11 +86,11 @@ def test_gaussian_blur_weights_match_host_exactly() -> None:
     edges += [1e-30, 2.0**-20, 2.0**-20 * 0.99, 2.0**20, 2.0**20 * 1.01, 1e30]  # clipped to [2^-20, 2^20]
     sigmas = np.concatenate([np.random.default_rng(0).uniform(0.1, 2.0, 10_000), edges]).astype(np.float32)
     for radius in (1, 2, 5, 11, 27, 40):
-        host = A._blur_weights(sigmas, radius)
+        host = FPB.integer_taps(sigmas, radius)
         # One scalar sigma at a time, and apply_gaussian_blur's cached lookup: the same integers.
-        np.testing.assert_array_equal(np.stack([A._blur_weights(f32(s), radius) for s in sigmas[::50]]), host[::50])
-        np.testing.assert_array_equal(np.stack([A._blur_taps(float(s), radius) for s in sigmas[::7]]), host[::7])
-        device = jax.jit(lambda s: A._blur_weights(s, radius, xp=jnp))(sigmas)
+        np.testing.assert_array_equal(np.stack([FPB.integer_taps(f32(s), radius) for s in sigmas[::50]]), host[::50])
+        np.testing.assert_array_equal(np.stack([FPB.cached_taps(float(s), radius) for s in sigmas[::7]]), host[::7])
+        device = jax.jit(lambda s: FPB.integer_taps(s, radius, xp=jnp))(sigmas)
         assert device.dtype == jnp.int32 and host.dtype == np.int32
         np.testing.assert_array_equal(np.asarray(device), host)
         assert np.all(host.sum(axis=1) == 4096) and host.min() >= 0
@@ -101,8 +102,8 @@ def test_gaussian_blur_weights_match_host_exactly() -> None:
         side = np.abs(host[:10_000] - g)
         side[:, radius] = 0
         assert side.max() <= 1 and (side == 0).mean() > 0.99
-    np.testing.assert_array_equal(A._blur_weights(f32(1e-3), 2), [0, 0, 4096, 0, 0])  # identity
-    assert np.ptp(A._blur_weights(f32(1e30), 2)) <= 1  # a box
+    np.testing.assert_array_equal(FPB.integer_taps(f32(1e-3), 2), [0, 0, 4096, 0, 0])  # identity
+    assert np.ptp(FPB.integer_taps(f32(1e30), 2)) <= 1  # a box
 
 
 @pytest.mark.parametrize("channels", [1, 3])
