@@ -13,6 +13,7 @@ import datetime
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -239,26 +240,40 @@ def run_peers(r: Runner, suite: Suite, args: argparse.Namespace) -> list[dict[st
 
 
 def run_aug_rates(r: Runner, suite: Suite, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every implementation of each entry in its own pinned worker; ratios against lightly's."""
+    """Every implementation of each entry in its own pinned worker, `rounds` times in turn.
+
+    Each row is the implementation's median round; `ratio_over_lightly` is the median over rounds
+    of its rate over lightly's in the same round (runs seconds apart); `rounds` lists every round's
+    images/s.
+    """
     python = args.peer_python or sys.executable
     have_torch = _has_torch_peer(python)
     rows = []
     for a in suite.aug_rates:
-        entry_rows = []
-        for impl in a.impls:
-            spec = {"impl": impl, "resolution": a.resolution, "images": a.images, "batch": a.batch, "threads": a.threads}
-            if impl in ("lightly", "torchvision-v2") and not have_torch:
-                res = {"error": f"torch/torchvision/lightly not importable by {python}: pip install -e '.[bench]'"}
-            else:
-                r.log(f"- augmentation {a.name}: {impl} on {a.threads} core(s)")
-                res = r.worker("aug-rate", spec, threads=a.threads, python=python if impl != "jssl-device" else None)
-                if "images_per_s" in res:
-                    r.log(f"  = {res['images_per_s']:.1f} images/s")
-            entry_rows.append({"name": a.name, **spec, **res})
-        lightly = next((x.get("images_per_s") for x in entry_rows if x["impl"] == "lightly"), None)
-        for x in entry_rows:
-            x["ratio_over_lightly"] = x["images_per_s"] / lightly if lightly and x.get("images_per_s") else None
-        rows += entry_rows
+        runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in a.impls}
+        for round_index in range(a.rounds):
+            for impl in a.impls:
+                spec = {"impl": impl, "resolution": a.resolution, "images": a.images, "batch": a.batch,
+                        "threads": a.threads}
+                if impl in ("lightly", "torchvision-v2") and not have_torch:
+                    res = {"error": f"torch/torchvision/lightly not importable by {python}: pip install -e '.[bench]'"}
+                else:
+                    r.log(f"- augmentation {a.name} round {round_index + 1}/{a.rounds}: {impl} on {a.threads} core(s)")
+                    res = r.worker("aug-rate", spec, threads=a.threads, python=python if impl != "jssl-device" else None)
+                    if "images_per_s" in res:
+                        r.log(f"  = {res['images_per_s']:.1f} images/s")
+                runs[impl].append({**spec, **res})
+        lightly = [x.get("images_per_s") for x in runs.get("lightly", [])]
+        for impl, results in runs.items():
+            rates = [x.get("images_per_s") for x in results]
+            ok = [i for i, rate in enumerate(rates) if rate]
+            if not ok:
+                rows.append({"name": a.name, **results[0], "ratio_over_lightly": None})
+                continue
+            median = sorted(ok, key=lambda i: rates[i])[len(ok) // 2]
+            ratios = [rates[i] / lightly[i] for i in ok if i < len(lightly) and lightly[i]]
+            rows.append({"name": a.name, **results[median], "rounds": "/".join(f"{rates[i]:.0f}" for i in ok),
+                         "ratio_over_lightly": statistics.median(ratios) if ratios else None})
     return rows
 
 
@@ -371,12 +386,13 @@ def report(out: dict[str, Any]) -> str:
                                                         ("fwd_bwd", "encoder fwd+bwd"), ("step", "full step"),
                                                         ("rest", "rest"), ("error", "error")])]
     if out.get("aug_rates"):
-        parts += ["", "Two-view SimCLR augmentation from JPEG bytes, source images/s (2 views each); every entry "
-                  "pinned to its thread count; ratio = images/s / lightly's (>1 = faster)",
+        parts += ["", "Two-view SimCLR augmentation from JPEG bytes, source images/s (2 views each), median "
+                  "round; every entry pinned to its thread count; ratio = median over rounds of images/s / "
+                  "lightly's in the same round (>1 = faster)",
                   harness.format_table(out["aug_rates"], [
                       ("name", "entry"), ("impl", "impl"), ("threads", "threads"), ("decoder", "decode"),
                       ("device", "augments on"), ("images_per_s", "images/s"), ("images_per_s_per_core", "per core"),
-                      ("ratio_over_lightly", "vs lightly"), ("compile_s", "compile s"), ("error", "error")])]
+                      ("rounds", "every round"), ("ratio_over_lightly", "vs lightly"), ("compile_s", "compile s"), ("error", "error")])]
     if out.get("data"):
         rows = []
         for d in out["data"]:

@@ -82,10 +82,14 @@ class AugRateEntry:
 
     name: str
     resolution: int = 224
-    images: int = 64
+    images: int = 128
     batch: int = 16  # the device path's batch (host paths go image by image)
     threads: int = 1
     impls: tuple[str, ...] = ("jssl-host", "jssl-device", "lightly", "torchvision-v2")
+    # Rounds of every implementation in turn (A B C D A B C D ...): a shared 2-core machine's
+    # speed drifts by 2x within minutes, so each ratio compares runs seconds apart, and the
+    # table reports the median round.
+    rounds: int = 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -146,3 +146,31 @@ def test_suites_are_well_formed():
     assert StepEntry.from_dict(suite.steps[0].to_dict()) == suite.steps[0]
     with pytest.raises(ValueError, match="unknown suite"):
         get_suite("nope")
+
+
+def test_aug_rates_run_in_rounds_and_compare_each_round_with_lightly(monkeypatch):
+    # Round 2 ran while the machine was twice as slow for everyone: per-round ratios stay 2.0
+    # where a ratio of the two medians could be anything from 1 to 4.
+    import argparse
+
+    from benchmarks import run as bench_run
+    from benchmarks.suites import AugRateEntry, Suite
+
+    rates = {"jssl-host": [200.0, 100.0, 220.0], "lightly": [100.0, 50.0, 110.0]}
+    calls = []
+
+    class FakeRunner:
+        def log(self, message):
+            pass
+
+        def worker(self, kind, spec, threads, python=None):
+            calls.append(spec["impl"])
+            return {"images_per_s": rates[spec["impl"]][sum(c == spec["impl"] for c in calls) - 1]}
+
+    monkeypatch.setattr(bench_run, "_has_torch_peer", lambda python: True)
+    suite = Suite(name="t", description="", aug_rates=[AugRateEntry(name="a", impls=("jssl-host", "lightly"), rounds=3)])
+    rows = bench_run.run_aug_rates(FakeRunner(), suite, argparse.Namespace(peer_python=None))
+    assert calls == ["jssl-host", "lightly"] * 3  # interleaved, not one implementation's rounds in a row
+    host = next(r for r in rows if r["impl"] == "jssl-host")
+    assert host["images_per_s"] == 200.0 and host["rounds"] == "200/100/220"  # the median round
+    assert host["ratio_over_lightly"] == pytest.approx(2.0)
