@@ -24,13 +24,13 @@ def _all_triples() -> np.ndarray:
 
 
 def _rgb_to_hsv_reference(rgb: np.ndarray) -> np.ndarray:
-    """The integer RGB -> HSV of the module docstring, written from its definition in int64."""
-    r, g, b = (rgb[..., k].astype(np.int64) for k in range(3))
+    """The integer RGB -> HSV of the module docstring, written from its definition in int32 (every product fits)."""
+    r, g, b = (rgb[..., k].astype(np.int32) for k in range(3))
     v = np.maximum(np.maximum(r, g), b)
     diff = v - np.minimum(np.minimum(r, g), b)
     safe = np.maximum(diff, 1)
-    sdiv = np.where(v > 0, np.rint((255 << 12) / np.maximum(v, 1)), 0).astype(np.int64)
-    hdiv = np.where(diff > 0, np.rint((256 << 12) / (6.0 * safe)), 0).astype(np.int64)
+    sdiv = np.where(v > 0, np.rint((255 << 12) / np.maximum(v, 1)), 0).astype(np.int32)
+    hdiv = np.where(diff > 0, np.rint((256 << 12) / (6.0 * safe)), 0).astype(np.int32)
     s = (diff * sdiv + 2048) >> 12
     h = np.where(v == r, g - b, np.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
     h = (h * hdiv + 2048) >> 12
@@ -40,7 +40,7 @@ def _rgb_to_hsv_reference(rgb: np.ndarray) -> np.ndarray:
 
 def _hsv_to_rgb_reference(hsv: np.ndarray) -> np.ndarray:
     """The integer HSV -> RGB of the module docstring with a plain per-sector table."""
-    h, s, v = (hsv[..., k].astype(np.int64) for k in range(3))
+    h, s, v = (hsv[..., k].astype(np.int32) for k in range(3))
     m = (s * ((6 * h) & 255) + 128) >> 8
 
     def scale(a):
@@ -55,7 +55,7 @@ def _hsv_to_rgb_reference(hsv: np.ndarray) -> np.ndarray:
         5: (v, scale(s), scale(m)),
     }
     sector = (6 * h) >> 8
-    out = np.zeros(hsv.shape, np.int64)
+    out = np.zeros(hsv.shape, np.int32)
     for k, channels in by_sector.items():
         out = np.where((sector == k)[..., None], np.stack(channels, -1), out)
     return out.astype(np.uint8)
