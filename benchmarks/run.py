@@ -392,7 +392,8 @@ def report(out: dict[str, Any]) -> str:
                   harness.format_table(out["aug_rates"], [
                       ("name", "entry"), ("impl", "impl"), ("threads", "threads"), ("decoder", "decode"),
                       ("device", "augments on"), ("images_per_s", "images/s"), ("images_per_s_per_core", "per core"),
-                      ("rounds", "every round"), ("ratio_over_lightly", "vs lightly"), ("compile_s", "compile s"), ("error", "error")])]
+                      ("rounds", "every round"), ("ratio_over_lightly", "vs lightly"), ("compile_s", "compile s"),
+                      ("error", "error")])]
     if out.get("data"):
         rows = []
         for d in out["data"]:

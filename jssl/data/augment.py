@@ -114,7 +114,6 @@ class BlurParams(NamedTuple):
     sigma: Any
 
 
-
 def _size_hw(size: Size) -> tuple[int, int]:
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         hw = (int(size), int(size))

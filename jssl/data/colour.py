@@ -4,10 +4,10 @@ Each op maps ``uint8 -> uint8`` and rounds once, at its end (as PIL's and torchv
 ops do), and is defined by integer arithmetic or by float32 expressions of one or two uint8
 values. That makes two things possible at once:
 
-* speed on the host: brightness and contrast are 256-entry lookup tables, saturation a
-  65,536-entry table indexed by (luma, value), the RGB -> HSV step is OpenCV's SIMD
-  conversion, and HSV -> RGB is three gathers from one 65,536-entry table; a 224 px colour
-  jitter takes a fraction of a millisecond on one core;
+* speed on the host: brightness and contrast are 256-entry lookup tables, saturation is
+  OpenCV's float32 multiply and add (equal to its 65,536-entry (luma, value) table), the
+  RGB -> HSV step is OpenCV's SIMD conversion, and HSV -> RGB is three gathers from one
+  65,536-entry table; each op takes a fraction of a millisecond on a 224 px image on one core;
 * bit-identical device twins (:mod:`jssl.data.device_augment`): the same integers on any
   backend, with no dependence on summation order, FMA contraction or TF32.
 

@@ -76,10 +76,14 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 _PIL_ONE = float(1 << 22)  # PIL's PRECISION_BITS = 32 - 8 - 2
 
 
-def _as_float(images: jax.Array) -> jax.Array:
+def _check_batch(images: jax.Array) -> jax.Array:
     if images.ndim != 4:
         raise ValueError(f"images must be [B, H, W, C]; got shape {images.shape}")
-    return images.astype(jnp.float32)
+    return images
+
+
+def _as_float(images: jax.Array) -> jax.Array:
+    return _check_batch(images).astype(jnp.float32)
 
 
 def _rint_u8(x: jax.Array) -> jax.Array:
@@ -398,15 +402,13 @@ def apply_gaussian_blur(images: jax.Array, params: BlurParams, *, kernel_frac: f
 
     For ``uint8`` images the host's integer definition (see
     :func:`jssl.data.augment.apply_gaussian_blur`) in int32: the taps of
-    :func:`jssl.data.augment._blur_weights` (the very code the host runs, per
-    example), reflect-101 borders, an H pass rounded to four fractional bits,
+    :func:`jssl.data.fixed_point_blur.integer_taps` (the very code the host runs,
+    per example), reflect-101 borders, an H pass rounded to four fractional bits,
     a W pass rounded to uint8. Every value is an exact integer, so the result
     equals the host's bit for bit on any backend. Float images get the same
     filter in float32 (taps / 4096) without the two roundings.
     """
-    images = jnp.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"images must be [B, H, W, C]; got shape {images.shape}")
+    images = _check_batch(jnp.asarray(images))
     n, h, w = images.shape[:3]
     radius = host.blur_radius(h, w, kernel_frac)
     weights = FPB.integer_taps(jnp.asarray(params.sigma, jnp.float32).reshape(n), radius, xp=jnp)  # [B, 2r + 1]
