@@ -4,16 +4,19 @@ Each op maps ``uint8 -> uint8`` and rounds once, at its end (as PIL's and torchv
 ops do), and is defined by integer arithmetic or by float32 expressions of one or two uint8
 values. That makes two things possible at once:
 
-* speed on the host: brightness and contrast are 256-entry lookup tables, saturation is
-  OpenCV's float32 multiply and add (equal to its 65,536-entry (luma, value) table), the
-  RGB -> HSV step is OpenCV's SIMD conversion, and HSV -> RGB is three gathers from one
-  65,536-entry table; each op takes a fraction of a millisecond on a 224 px image on one core;
+* speed on the host: luma is OpenCV's RGB -> gray, brightness and contrast are 256-entry lookup
+  tables, saturation is OpenCV's float32 multiply and add (equal to its 65,536-entry (luma, value)
+  table), the RGB -> HSV step is OpenCV's SIMD conversion, and HSV -> RGB is one gather of packed
+  per-channel factors from a 65,536-entry (hue, saturation) table and one OpenCV multiply; each op
+  takes a fraction of a millisecond on a 224 px image on one core, and none uses BLAS (whose
+  threads, pinned to one core, made a float32 matmul luma ten times slower);
 * bit-identical device twins (:mod:`jssl.data.device_augment`): the same integers on any
   backend, with no dependence on summation order, FMA contraction or TF32.
 
 Definitions (``f`` a float32 factor, ``x`` a channel value, all arithmetic float32 unless said):
 
-* luma ``y = (4899 r + 9617 g + 1868 b + 8192) >> 14`` (ITU-R 601-2 weights in 14 bits; integers);
+* luma ``y = (9798 r + 19235 g + 3735 b + 16384) >> 15`` (ITU-R 601-2 weights in 15 bits; integers;
+  OpenCV's 8-bit RGB -> gray, one SIMD pass on the host);
 * brightness ``clip(rint(f x))``;
 * contrast ``clip(rint(f x + (1 - f) m))``, ``m = float32(sum of luma) / float32(pixels)``
   (of ``x`` itself for one channel);
@@ -51,8 +54,8 @@ __all__ = [
     "shift_hue",
 ]
 
-LUMA_WEIGHTS = (4899, 9617, 1868)  # sum 16384 = 1 << 14
-LUMA_SHIFT = 14
+LUMA_WEIGHTS = (9798, 19235, 3735)  # sum 32768 = 1 << 15, OpenCV's 8-bit RGB -> gray
+LUMA_SHIFT = 15
 # Output (R, G, B) per hue sector as indices into (v, p, q, t).
 SECTOR_CHANNELS = np.array([[0, 3, 1], [2, 0, 1], [1, 0, 3], [1, 2, 0], [3, 1, 0], [0, 1, 2]], np.int32)
 _ONE = np.float32(1.0)
@@ -66,11 +69,12 @@ def _cv2():
 
 
 def luma(image: np.ndarray) -> np.ndarray:
-    """Integer luma ``uint8 [H, W]`` of ``uint8 [H, W, 3]``."""
-    # Products and sums are integers below 2^24, exact in float32 in any order.
-    weights = np.asarray(LUMA_WEIGHTS, np.float32)
-    total = np.matmul(image.astype(np.float32), weights)
-    return np.floor((total + np.float32(1 << (LUMA_SHIFT - 1))) * np.float32(1.0 / (1 << LUMA_SHIFT))).astype(np.uint8)
+    """Integer luma ``uint8 [H, W]`` of ``uint8 [H, W, 3]``: OpenCV's 8-bit RGB -> gray.
+
+    Equal to ``(9798 r + 19235 g + 3735 b + 16384) >> 15`` on all 2^24 colours (tested).
+    """
+    cv2 = _cv2()
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
 
 
 def _rint_table(values: np.ndarray) -> np.ndarray:
@@ -95,7 +99,8 @@ def adjust_brightness(image: np.ndarray, factor: float) -> np.ndarray:
 def contrast_mean(image: np.ndarray) -> np.float32:
     """The mean luma (of the single channel, for one channel) that contrast blends towards."""
     gray = luma(image) if image.shape[-1] == 3 else image
-    return np.float32(int(gray.sum(dtype=np.int64))) / np.float32(gray.size)
+    # OpenCV sums uint8 into a float64: exact for any image below 2^45 pixels.
+    return np.float32(int(_cv2().sumElems(np.ascontiguousarray(gray))[0])) / np.float32(gray.size)
 
 
 def contrast_table(factor: float, mean: np.float32) -> np.ndarray:
@@ -135,20 +140,14 @@ def hue_steps(shift: float) -> int:
 
 @functools.lru_cache(maxsize=1)
 def hsv_tables() -> dict[str, np.ndarray]:
-    """The integer tables of the HSV round trip (shared with the device twin).
-
-    ``sdiv``/``hdiv``: OpenCV's 12-bit reciprocals for RGB -> HSV (``rint(255 * 4096 / i)``,
-    ``rint(256 * 4096 / (6 i))``, 0 at 0). ``scale``: ``P(v, a) = (v (255 - a) + 127) // 255``
-    at ``256 v + a``.
-    """
+    """OpenCV's 12-bit reciprocals for RGB -> HSV, shared with the device twin: ``sdiv``
+    (``rint(255 * 4096 / i)``) and ``hdiv`` (``rint(256 * 4096 / (6 i))``), 0 at 0."""
     i = np.arange(1, 256, dtype=np.float64)
     sdiv = np.zeros(256, np.int32)
     hdiv = np.zeros(256, np.int32)
     sdiv[1:] = np.rint((255 << 12) / i)
     hdiv[1:] = np.rint((256 << 12) / (6.0 * i))
-    v, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
-    scale = ((v * (255 - a) + 127) // 255).astype(np.uint8).ravel()
-    return {"sdiv": sdiv, "hdiv": hdiv, "scale": scale}
+    return {"sdiv": sdiv, "hdiv": hdiv}
 
 
 def rgb_to_hsv(image: np.ndarray) -> np.ndarray:
@@ -161,37 +160,42 @@ def rgb_to_hsv(image: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _hsv_to_rgb_masks() -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """Per-hue tables for the host's HSV -> RGB: ``frac [256]`` and, per output channel, three masks.
+def _packed_hsv_factors() -> np.ndarray:
+    """``uint32 [65536]``: at ``256 h + s``, the bytes ``255 - a_R, 255 - a_G, 255 - a_B, 255``.
 
-    Output channel ``c`` is ``P(v, a_c)`` with ``a_c`` one of ``0, s, m, s - m`` (for ``v, p,
-    q, t``), written ``(s & A) + (m & B) - (m & C)`` with masks 0 or 255 picked by the sector.
+    Output channel ``c`` of :func:`hsv_to_rgb` is ``P(v, a_c)`` with ``a_c`` one of ``0, s, m,
+    s - m`` (for ``v, p, q, t``, picked by the sector), a function of ``(h, s)`` alone. Four bytes
+    per entry make the three channels one 32-bit gather.
     """
-    six_h = np.arange(256) * 6
-    code = SECTOR_CHANNELS[six_h >> 8]  # [256, 3]: 0 v, 1 p, 2 q, 3 t
-    as_mask = lambda hit: np.where(hit, 255, 0).astype(np.uint8)  # noqa: E731
-    masks = [(as_mask((c == 1) | (c == 3)), as_mask(c == 2), as_mask(c == 3)) for c in code.T]
-    return (six_h & 255).astype(np.uint8), masks
+    h, s = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    m = (s * ((6 * h) & 255) + 128) >> 8
+    amounts = np.stack([np.zeros_like(s), s, m, s - m], -1)  # for v, p, q, t
+    code = SECTOR_CHANNELS[(6 * h) >> 8]  # [256, 256, 3]
+    packed = np.full((256, 256, 4), 255, np.uint8)
+    packed[..., :3] = 255 - np.take_along_axis(amounts, code, -1)
+    return packed.reshape(-1).view(np.uint32)
+
+
+def _hsv_to_rgb_planes(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    cv2 = _cv2()
+    index = (h.astype(np.uint16) << 8) | s
+    factors = np.take(_packed_hsv_factors(), index).view(np.uint8).reshape(*h.shape, 4)
+    # P(v, a) = v (255 - a) / 255 rounded: the exact product is an integer below 2^16 and never
+    # a half-integer multiple of 1/255 away from a tie, so OpenCV's float32 scaled product rounds
+    # it correctly (checked on all 65,536 pairs in the tests).
+    rgbx = cv2.multiply(cv2.merge([v, v, v, v]), factors, scale=1.0 / 255.0)
+    return cv2.cvtColor(rgbx, cv2.COLOR_RGBA2RGB)
 
 
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]`` RGB of full-range 8-bit HSV by the integer definition in the module docstring."""
-    cv2 = _cv2()
-    frac, masks = _hsv_to_rgb_masks()
-    scale = hsv_tables()["scale"]
-    h, s, v = cv2.split(np.ascontiguousarray(hsv))
-    m = ((s.astype(np.uint16) * cv2.LUT(h, frac) + np.uint16(128)) >> 8).astype(np.uint8)
-    row = v.astype(np.uint16) << 8
-    out = np.empty(hsv.shape, np.uint8)
-    for c, (take_s, take_m, minus_m) in enumerate(masks):
-        # uint8 arithmetic wraps, and the result (0, s, m or s - m) is in range.
-        a = (s & cv2.LUT(h, take_s)) + (m & cv2.LUT(h, take_m)) - (m & cv2.LUT(h, minus_m))
-        out[..., c] = np.take(scale, row | a)
-    return out
+    h, s, v = _cv2().split(np.ascontiguousarray(hsv))
+    return _hsv_to_rgb_planes(h, s, v)
 
 
 def shift_hue(image: np.ndarray, shift: float) -> np.ndarray:
     """Rotates the hue of ``uint8 [H, W, 3]`` by ``shift`` of the colour circle (HSV round trip)."""
-    hsv = rgb_to_hsv(image)
-    hsv[..., 0] += np.uint8(hue_steps(shift) % 256)  # uint8 addition wraps modulo 256
-    return hsv_to_rgb(hsv)
+    cv2 = _cv2()
+    h, s, v = cv2.split(rgb_to_hsv(image))
+    rotate = ((np.arange(256) + hue_steps(shift)) % 256).astype(np.uint8)  # modulo 256: the circle
+    return _hsv_to_rgb_planes(cv2.LUT(h, rotate), s, v)

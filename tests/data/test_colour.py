@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,11 +91,30 @@ def test_hue_shift_direction_and_identity() -> None:
     assert np.abs(C.shift_hue(rgb, 0.1).astype(int) - pil).mean() < 1.5
 
 
+def _luma_reference(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[..., k].astype(np.int32) for k in range(3))
+    return ((9798 * r + 19235 * g + 3735 * b + 16384) >> 15).astype(np.uint8)
+
+
+def test_opencv_luma_is_the_integer_definition_on_all_colours() -> None:
+    rgb = _all_triples()
+    np.testing.assert_array_equal(C.luma(rgb), _luma_reference(rgb))
+    for width in (1, 5, 13, 31, 33):  # OpenCV's scalar tails
+        part = rgb[:64, 2000 : 2000 + width]  # not contiguous: luma copies it
+        np.testing.assert_array_equal(C.luma(part), _luma_reference(part))
+
+
+def test_opencv_products_are_the_rounded_hsv_scale_on_every_pair() -> None:
+    v, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    product = cv2.multiply(v.astype(np.uint8), (255 - a).astype(np.uint8), scale=1.0 / 255.0)
+    np.testing.assert_array_equal(product, (v * (255 - a) + 127) // 255)
+
+
 def test_luma_and_tables_match_their_formulas() -> None:
     rgb = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     r, g, b = (rgb[..., k].astype(np.int64) for k in range(3))
-    np.testing.assert_array_equal(C.luma(rgb), (4899 * r + 9617 * g + 1868 * b + 8192) >> 14)
-    # Within half a level (plus the 14-bit weights' rounding) of ITU-R 601-2 luma.
+    np.testing.assert_array_equal(C.luma(rgb), _luma_reference(rgb))
+    # Within half a level (plus the 15-bit weights' rounding) of ITU-R 601-2 luma.
     assert np.abs(C.luma(rgb) - (0.299 * r + 0.587 * g + 0.114 * b)).max() <= 0.51
     for f in (0.0, 0.61, 1.0, 1.37):
         f32 = np.float32(f)
