@@ -8,7 +8,10 @@ its own worker process pinned to `threads` cores (`benchmarks.worker.pin_cores`)
 per core compare like with like. Rates count source images per second (two views each).
 
 What each side does (the work a training input pipeline does per image):
-  jssl-host       PIL decode; `MultiViewTransform` (numpy/PIL ops), uint8 views.
+  jssl-host       `MultiViewTransform` on the encoded record, as the Grain pipeline runs it: PIL
+                  decode (at a reduced JPEG size where the crops allow; never at 224 px
+                  sources), PIL crop from the decoded image, OpenCV colour ops and blur,
+                  uint8 views.
   jssl-device     PIL decode of a batch on the host; both views drawn by one jit'd function of
                   (uint8 batch, per-example keys) on the device, uint8 views (normalisation
                   happens in the train step, as in training).
@@ -41,12 +44,13 @@ def _timed(per_image, jpegs: list[bytes]) -> float:
 
 def jssl_host(jpegs: list[bytes], resolution: int, seed: int, **_) -> dict[str, Any]:
     from jssl.data import MultiViewTransform
+    from jssl.data.decode import encoded_image
 
     transform = MultiViewTransform([SIMCLR_AUGMENT.format(res=resolution)] * 2)
     rng = np.random.default_rng(seed)
 
     def per_image(data: bytes):
-        out = transform.random_map({"image": decode_jpeg(data), "label": 0}, rng)
+        out = transform.random_map({"image": encoded_image(data), "label": 0}, rng)
         assert out["view_1"].shape == (resolution, resolution, 3)
 
     return {"decoder": "PIL", "elapsed_s": _timed(per_image, jpegs)}

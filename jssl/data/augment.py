@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image, ImageFilter
 
-from jssl.data import colour, fixed_point_blur
+from jssl.data import colour, fixed_point_blur, opencv
 
 __all__ = [
     "AUGMENTATIONS",
@@ -269,15 +269,26 @@ def sample_random_resized_crop(
     return CropBox((height - ch) // 2, (width - cw) // 2, ch, cw)
 
 
-def apply_random_resized_crop(image: np.ndarray, box: CropBox, *, size: Size) -> np.ndarray:
+def apply_random_resized_crop(image: np.ndarray | Image.Image, box: CropBox, *, size: Size) -> np.ndarray:
     """Crops ``box`` and bilinearly resizes it to ``size`` in one PIL call (``box=``).
 
     The box may have fractional coordinates (a crop window mapped onto a reduced decode).
+    ``image`` may also be a decoded PIL image in mode ``L`` or ``RGB``, which saves copying it
+    into an array and back (:func:`jssl.data.decode.decode_views`).
     """
     height, width = _size_hw(size)
     top, left, ch, cw = (float(v) for v in box)
     pil_box = (left, top, left + cw, top + ch)
-    return _apply_pil(image, lambda im: im.resize((width, height), Image.BILINEAR, box=pil_box))
+
+    def crop(im: Image.Image) -> Image.Image:
+        return im.resize((width, height), Image.BILINEAR, box=pil_box)
+
+    if isinstance(image, Image.Image):
+        if image.mode not in ("L", "RGB"):
+            raise ValueError(f"PIL images must be in mode L or RGB; got {image.mode}")
+        out = np.asarray(crop(image))
+        return out[..., None] if out.ndim == 2 else out
+    return _apply_pil(image, crop)
 
 
 def random_resized_crop(
@@ -320,9 +331,10 @@ def apply_hflip(image: np.ndarray, flip: bool) -> np.ndarray:
     """Mirrors left-right when ``flip``; returns ``image`` itself otherwise."""
     if not flip:
         return image
-    if image.shape[-1] in (1, 3):
-        # PIL's C transpose beats numpy's strided copy of 3-byte pixels about 3x.
-        return _apply_pil(image, lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    if image.shape[-1] <= 4:
+        # OpenCV's SIMD flip: 0.02 ms on a 224 px RGB image, against 0.1 ms for a PIL round
+        # trip and 0.5 ms for numpy's strided copy of 3-byte pixels.
+        return opencv.cv2().flip(np.ascontiguousarray(image), 1).reshape(image.shape)
     return np.ascontiguousarray(image[:, ::-1])
 
 

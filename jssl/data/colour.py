@@ -36,6 +36,8 @@ import functools
 
 import numpy as np
 
+from jssl.data.opencv import cv2 as _cv2
+
 __all__ = [
     "LUMA_WEIGHTS",
     "SECTOR_CHANNELS",
@@ -60,12 +62,6 @@ LUMA_SHIFT = 15
 SECTOR_CHANNELS = np.array([[0, 3, 1], [2, 0, 1], [1, 0, 3], [1, 2, 0], [3, 1, 0], [0, 1, 2]], np.int32)
 _ONE = np.float32(1.0)
 _LEVELS = np.arange(256, dtype=np.float32)
-
-
-def _cv2():
-    import cv2  # lazy: only the host ops need OpenCV; the device path runs without it
-
-    return cv2
 
 
 def luma(image: np.ndarray) -> np.ndarray:

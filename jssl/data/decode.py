@@ -155,20 +155,23 @@ def decode_views(
     with Image.open(io.BytesIO(data)) as im:
         width, height = im.size
         params = [sample_view(steps, rng, height=height, width=width) for steps in views]
+        windows = [_first_window(steps, p, height, width) for steps, p in zip(views, params)]
         scale = 1
         if im.format == "JPEG":
-            boxes = [_first_window(steps, p, height, width) for steps, p in zip(views, params)]
-            scale = jpeg_draft_scale(boxes, [steps[0].size if steps else (0, 0) for steps in views])
+            scale = jpeg_draft_scale(windows, [steps[0].size if steps else (0, 0) for steps in views])
         factor = _open_reduced(im, scale)
-        pixels = _pixels(im, channels)
-    if factor == 1.0:
-        return [apply_view(pixels, steps, p) for steps, p in zip(views, params)]
-    out = []
-    for steps, p in zip(views, params):
-        box = _scale_box(_first_window(steps, p, height, width), factor)
-        first = apply_random_resized_crop(pixels, box, size=steps[0].size)
-        out.append(apply_view(first, steps[1:], p[1:]))
-    return out
+        if any(window is None for window in windows):
+            pixels = _pixels(im, channels)
+            return [apply_view(pixels, steps, p) for steps, p in zip(views, params)]
+        # Every view starts by resampling a window: crop straight from the decoded PIL image,
+        # without copying it into an array and back (0.2 ms a view at 224 px).
+        mode = _mode(im, channels)
+        decoded = im if im.mode == mode else im.convert(mode)
+        out = []
+        for steps, p, window in zip(views, params, windows):
+            first = apply_random_resized_crop(decoded, _scale_box(window, factor), size=steps[0].size)
+            out.append(apply_view(first, steps[1:], p[1:]))
+        return out
 
 
 def center_square(image: Any, *, size: int, channels: int | None = None) -> np.ndarray:

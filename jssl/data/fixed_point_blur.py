@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from jssl.data import opencv
+
 __all__ = ["TAPS_SUM", "cached_taps", "filter_image", "integer_taps", "reflect_index"]
 
 # The truncated Gaussian blur is a fixed-point separable filter, defined in
@@ -115,8 +117,7 @@ def cached_taps(sigma: float, radius: int) -> np.ndarray:
 
 def filter_image(image: np.ndarray, sigma: float, radius: int) -> np.ndarray:
     """The host's fixed-point blur of ``uint8 [H, W, C]`` (see ``apply_gaussian_blur`` for the definition)."""
-    import cv2  # lazily: the device path runs without OpenCV
-
+    cv2 = opencv.cv2()
     taps = cached_taps(sigma, radius)
     border = cv2.BORDER_REFLECT_101
     one = np.ones((1, 1), np.float32)
