@@ -50,6 +50,9 @@ def entry_config(entry: StepEntry, channels: int = 3):
     c.data.std = (0.25,) * channels
     c.mesh = dict(entry.mesh)
     c.total_steps = 10_000  # only shapes the LR schedule; a benchmark never reaches it
+    # Explicit, not 'auto': an entry measures the same step on every backend (the device-
+    # augmenting entries say so in their overrides).
+    c.data.augment_on = "host"
     for path, value in entry.overrides:
         _set_path(c, path, value)
     return c

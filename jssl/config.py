@@ -78,10 +78,13 @@ def base_config() -> ml_collections.ConfigDict:
     # ((1, "random_resized_crop(224, scale=(0.4, 1))|..."), (1, "..."), (6, "random_resized_crop(96, ...)|...")).
     # Empty: every view uses data.augment. The counts must add up to the method's views.
     c.data.crops = ()
-    # Where the views are augmented: 'host' (numpy/PIL in the Grain workers; every source) or
+    # Where the views are augmented: 'host' (PIL/OpenCV in the Grain workers; every source),
     # 'device' (jssl.data.device_augment inside the jit'd step, each device its own shard; the
-    # host only moves each source image once, so all source images must share one size).
-    c.data.augment_on = "host"
+    # host only moves each source image once, so all source images must share one size), or
+    # 'auto': the device on an accelerator when every op has a device twin and the images share
+    # one size (or data.device_source_size is set), else the host (always on the CPU backend,
+    # where the host's OpenCV ops are several times faster than XLA's).
+    c.data.augment_on = "auto"
     # With augment_on='device': 0 needs all source images of one size; N > 0 brings every
     # image to N x N on the host (shorter side resized to N, centre cropped; JPEGs at least
     # twice as large decode at reduced size), so data sets of varying sizes work and each image

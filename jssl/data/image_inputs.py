@@ -1,7 +1,8 @@
 """The image side of the batch contract (`jssl.data.inputs`): views, normalization, pixels.
 
 Batches hold uint8 views (`'view_0'`, ...) augmented on the host, or the source images once
-(`'image'`) when `data.augment_on='device'`, in which case the views are drawn inside the step
+(`'image'`) when the views are augmented on the device (`data.augment_on`, resolved by
+`resolve_augment_on`), in which case the views are drawn inside the step
 with keys from (seed, step, example index, view), so they do not depend on the mesh and a
 resumed step redraws them. Either way the host only moves bytes: normalization to the model's
 float inputs happens on the device, here, in `to_method` / `to_represent`.
@@ -45,13 +46,40 @@ def view_augmentations(config: ml_collections.ConfigDict, method_class: type) ->
     return pipeline.view_specs(config.data.augment, config.data.crops, num_views, method=config.method.name)
 
 
-def device_augmentations(config: ml_collections.ConfigDict, method_class: type) -> list[Callable] | None:
-    """One jit-able augment(images, keys) per view if `data.augment_on='device'`, else None."""
-    if pipeline.check_augment_on(config.data.get("augment_on", "host")) == "host":
-        return None
+def device_augmentations(config: ml_collections.ConfigDict, method_class: type) -> list[Callable]:
+    """One jit-able augment(images, keys) per view (a ValueError for ops without a device twin)."""
     from jssl.data.device_augment import parse_device_augment
 
     return [parse_device_augment(spec) for spec in view_augmentations(config, method_class)]
+
+
+def resolve_augment_on(
+    config: ml_collections.ConfigDict, method_class: type, source_shape: Callable[[], tuple[int, ...] | None],
+    *, backend: str | None = None,
+) -> tuple[str, str]:
+    """Where the views are augmented, and why: ``('host' | 'device', reason)``.
+
+    ``'host'`` and ``'device'`` are taken as configured. ``'auto'`` picks the device wherever
+    it can and pays: on an accelerator (``backend`` other than ``'cpu'``; default: jax's),
+    when every view's ops have device twins and the source images share one size
+    (``source_shape()``, called only then, returns it; or ``data.device_source_size`` brings
+    them to one). On the CPU backend the "device" is the same cores, where XLA's versions of
+    the ops run about 7x slower per core than the host's OpenCV ones (`benchmarks/RESULTS.md`),
+    so ``'auto'`` stays on the host there.
+    """
+    configured = pipeline.check_augment_on(config.data.get("augment_on", "auto"))
+    if configured != "auto":
+        return configured, "configured"
+    backend = backend or jax.default_backend()
+    if backend == "cpu":
+        return "host", "auto: the CPU backend (XLA's ops are slower there than the host's OpenCV ones)"
+    try:
+        device_augmentations(config, method_class)
+    except ValueError as error:
+        return "host", f"auto: an op has no device twin ({error})"
+    if not config.data.get("device_source_size", 0) and source_shape() is None:
+        return "host", "auto: source images of varying size (data.device_source_size=N would allow the device)"
+    return "device", f"auto: the {backend} backend"
 
 
 def load_eval_data(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
@@ -109,14 +137,37 @@ class ImageInputs(Inputs):
         super().__init__(config, method_class=method_class)
         self.view_augmentations = view_augmentations(config, method_class)
         self.num_views = len(self.view_augmentations)
-        self.on_device = device_augmentations(config, method_class)
-        self.augment_on = "host" if self.on_device is None else "device"
+        self._method_class = method_class
+        self._where: tuple[str, str] | None = None
+        self._on_device: list[Callable] | None = None
+        if config.data.get("augment_on", "auto") != "auto":
+            self._resolve()  # a bad value or an op without a device twin fails here, at once
         self._image_shape = tuple(image_shape) if image_shape is not None else None
         self._train_source = None
         d = config.data
         if len(d.mean) != len(d.std):
             raise ValueError(f"data.mean {d.mean} and data.std {d.std} differ in length")
         self.mean, self.std = tuple(d.mean), tuple(d.std)
+
+    def _resolve(self) -> tuple[str, str]:
+        if self._where is None:
+            self._where = resolve_augment_on(
+                self.config, self._method_class, lambda: sources.fixed_image_shape(self.train_source())
+            )
+            if self._where[0] == "device":
+                self._on_device = device_augmentations(self.config, self._method_class)
+        return self._where
+
+    @property
+    def augment_on(self) -> str:
+        """``'host'`` or ``'device'``: ``data.augment_on`` with ``'auto'`` resolved (:func:`resolve_augment_on`)."""
+        return self._resolve()[0]
+
+    @property
+    def on_device(self) -> list[Callable] | None:
+        """One jit-able augment(images, keys) per view when augmenting on the device, else None."""
+        self._resolve()
+        return self._on_device
 
     # ---- host side --------------------------------------------------------------------------
     def train_source(self):
@@ -154,7 +205,9 @@ class ImageInputs(Inputs):
             process_index=process_index,
             process_count=process_count,
             augment_on=self.augment_on,
-            device_source_size=c.data.get("device_source_size", 0) or None,
+            # 'auto' may settle on the host, where a device source size has no meaning.
+            device_source_size=(c.data.get("device_source_size", 0) or None)
+            if self.augment_on == "device" or c.data.get("augment_on", "auto") != "auto" else None,
             num_classes=c.data.num_classes,
         )
 
@@ -167,7 +220,8 @@ class ImageInputs(Inputs):
         return {"raw_pixels": feature_evals(*pixels)}
 
     def describe(self) -> dict[str, Any]:
-        return {"augment_on": self.augment_on}
+        where, why = self._resolve()
+        return {"augment_on": where} if why == "configured" else {"augment_on": where, "augment_on_why": why}
 
     # ---- device side ------------------------------------------------------------------------
     def to_method(self, batch: dict[str, jax.Array], *, step: jax.Array) -> list[jax.Array]:

@@ -131,7 +131,7 @@ class SourceImage(grain.transforms.Map):
         return {"image": image, "label": checked_label(element["label"], self.num_classes)}
 
 
-AUGMENT_ON = ("host", "device")
+AUGMENT_ON = ("auto", "host", "device")
 
 
 def check_augment_on(augment_on: str) -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "TfdsSource",
     "embedded_digits",
     "embedded_mnist",
+    "fixed_image_shape",
     "get_source",
     "npz_source",
     "tfds_source",
@@ -120,6 +121,20 @@ class ArraySource:
 
     def __repr__(self) -> str:
         return f"ArraySource(name={self.name!r}, split={self.split!r}, images={self.images.shape})"
+
+
+def fixed_image_shape(source: Any) -> tuple[int, ...] | None:
+    """The one image shape every record of ``source`` has, if the source guarantees one, else None.
+
+    In-memory arrays have one shape by construction; a TFDS source has one when its image
+    feature's shape is fully defined (CIFAR-10: ``(32, 32, 3)``; ImageNet: ``(None, None, 3)``).
+    """
+    if isinstance(source, ArraySource):
+        return tuple(source.images.shape[1:])
+    shape = getattr(source, "image_feature_shape", None)
+    if shape and all(isinstance(d, int) and d > 0 for d in shape):
+        return tuple(shape)
+    return None
 
 
 def _fixed_split(images: np.ndarray, labels: np.ndarray, split: str, num_test: int, name: str) -> ArraySource:
@@ -213,6 +228,8 @@ class TfdsSource:
                     f"TFDS data set {name!r} has features {sorted(first)}; no {key!r} (set image_key / label_key)"
                 )
         shape = getattr(self._source.dataset_info.features[image_key], "shape", None)
+        #: The image feature's declared shape (None where a dimension varies), or None.
+        self.image_feature_shape: tuple[int | None, ...] | None = tuple(shape) if shape else None
         #: Channels of the decoded images (None: unknown, then PIL's grayscale / RGB).
         self.channels: int | None = int(shape[-1]) if shape and shape[-1] else None
 

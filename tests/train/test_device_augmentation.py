@@ -99,6 +99,41 @@ def test_bad_options_are_clear_errors(overrides, match):
         build_experiment(config, image_shape=(28, 28, 1))
 
 
+def test_auto_augments_on_the_device_only_where_it_can_and_pays():
+    from jssl.data.image_inputs import resolve_augment_on
+    from jssl.methods import get_method_class
+
+    config = tiny_config("simclr")
+    assert config.data.augment_on == "auto"  # the default
+    method = get_method_class("simclr")
+    fixed, varying = (lambda: (28, 28, 1)), (lambda: None)
+    assert resolve_augment_on(config, method, fixed, backend="cpu")[0] == "host"
+    assert resolve_augment_on(config, method, fixed, backend="gpu") == ("device", "auto: the gpu backend")
+    where, why = resolve_augment_on(config, method, varying, backend="gpu")
+    assert where == "host" and "varying size" in why
+    config.data.device_source_size = 24
+    assert resolve_augment_on(config, method, varying, backend="gpu")[0] == "device"
+    config.data.augment = "random_resized_crop(16)|gaussian_blur(kernel_frac=None)"
+    where, why = resolve_augment_on(config, method, fixed, backend="tpu")
+    assert where == "host" and "no device twin" in why
+    for configured in ("host", "device"):  # taken as configured, on any backend
+        config.data.augment_on = configured
+        assert resolve_augment_on(config, method, varying, backend="gpu") == (configured, "configured")
+
+
+def test_auto_on_an_accelerator_trains_on_the_device_and_reads_the_source_shape(monkeypatch):
+    # The embedded MNIST source has one image size, so 'auto' on a (pretended) accelerator draws
+    # the views in the step and the iterator moves source images; on the CPU backend: the host.
+    config = tiny_config("simclr")
+    exp = build_experiment(config)
+    assert exp.augment_on == "host" and "CPU backend" in exp.inputs.describe()["augment_on_why"]
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    exp = build_experiment(config)
+    assert exp.augment_on == "device" and exp.inputs.on_device is not None
+    batch = next(exp.inputs.train_iterator(process_index=0, process_count=1))
+    assert sorted(batch) == ["image", "label"] and batch["image"].shape[1:] == (28, 28, 1)
+
+
 def test_unequal_source_images_are_a_clear_error():
     images = [np.zeros((28, 28, 1), np.uint8)] * 7 + [np.zeros((30, 28, 1), np.uint8)]
 
