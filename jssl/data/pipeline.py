@@ -293,7 +293,11 @@ def make_train_iterator(
     ``[0, num_classes)`` stops the stream with a ValueError (sources whose labels are known up
     front are checked whole before, by :func:`jssl.data.checks.check_source_labels`).
     """
-    check_augment_on(augment_on)
+    if check_augment_on(augment_on) == "auto":
+        raise ValueError(
+            "make_train_iterator needs augment_on='host' or 'device'; 'auto' depends on the backend and "
+            "the ops (jssl.data.image_inputs.resolve_augment_on settles it)"
+        )
     if device_source_size is not None:
         if augment_on != "device":
             raise ValueError("data.device_source_size only applies with data.augment_on='device'")

@@ -134,6 +134,12 @@ def test_auto_on_an_accelerator_trains_on_the_device_and_reads_the_source_shape(
     assert sorted(batch) == ["image", "label"] and batch["image"].shape[1:] == (28, 28, 1)
 
 
+def test_the_iterator_wants_a_settled_place():
+    source = data.ArraySource(np.zeros((8, 28, 28, 1), np.uint8), np.zeros(8, np.int32))
+    with pytest.raises(ValueError, match="'auto' depends on the backend"):
+        data.make_train_iterator(source, global_batch_size=8, num_views=1, augment="hflip", seed=0, augment_on="auto")
+
+
 def test_unequal_source_images_are_a_clear_error():
     images = [np.zeros((28, 28, 1), np.uint8)] * 7 + [np.zeros((30, 28, 1), np.uint8)]
 
