@@ -5,8 +5,8 @@ ops do), and is defined by integer arithmetic or by float32 expressions of one o
 values. That makes two things possible at once:
 
 * speed on the host: luma is OpenCV's RGB -> gray, brightness and contrast are 256-entry lookup
-  tables, saturation is OpenCV's float32 multiply and add (equal to its 65,536-entry (luma, value)
-  table), the RGB -> HSV step is OpenCV's SIMD conversion, and HSV -> RGB is one gather of packed
+  tables, saturation is OpenCV's float32 addition of two tabulated products (equal to its
+  65,536-entry (luma, value) table), the RGB -> HSV step is OpenCV's SIMD conversion, and HSV -> RGB is one gather of packed
   per-channel factors from a 65,536-entry (hue, saturation) table and one OpenCV multiply; each op
   takes a fraction of a millisecond on a 224 px image on one core, and none uses BLAS (whose
   threads, pinned to one core, made a float32 matmul luma ten times slower);
@@ -118,15 +118,16 @@ def saturation_table(factor: float) -> np.ndarray:
 def adjust_saturation(image: np.ndarray, factor: float) -> np.ndarray:
     """Blends each pixel of ``uint8 [H, W, 3]`` with its luma: :func:`saturation_table`'s values.
 
-    OpenCV computes the same float32 products and sum (``f x``, ``(1 - f) y``, one addition) and
-    rounds half to even with saturation; equal to the table on every (luma, value) pair
-    (tested), in 60% of the time of gathering from it.
+    Both float32 products come from 256-entry tables (``f x`` and ``(1 - f) y``, computed by
+    numpy) applied with OpenCV's ``LUT``; OpenCV then adds them in float32 and rounds half to
+    even with saturation. Equal to the table on every (luma, value) pair (tested), in 0.2 ms on
+    a 224 px image, half the time of computing the products on the fly.
     """
     cv2 = _cv2()
     f = np.float32(factor)
-    weighted_luma = luma(image).astype(np.float32) * (_ONE - f)
-    scaled = cv2.multiply(image, float(f), dtype=cv2.CV_32F)
-    return cv2.add(scaled, cv2.merge([weighted_luma] * 3), dtype=cv2.CV_8U)
+    weighted_luma = cv2.LUT(luma(image), _LEVELS * (_ONE - f))
+    scaled = cv2.LUT(np.ascontiguousarray(image), _LEVELS * f)
+    return cv2.add(scaled, cv2.cvtColor(weighted_luma, cv2.COLOR_GRAY2RGB), dtype=cv2.CV_8U)
 
 
 def hue_steps(shift: float) -> int:
