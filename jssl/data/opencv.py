@@ -21,3 +21,13 @@ def cv2() -> ModuleType:
             "(or augment on the device: --config.data.augment_on=device)"
         ) from error
     return module
+
+
+def set_threads(count: int) -> bool:
+    """Caps OpenCV's worker threads for this process, if OpenCV is installed; returns whether it is."""
+    try:
+        module = cv2()
+    except ImportError:
+        return False
+    module.setNumThreads(count)
+    return True

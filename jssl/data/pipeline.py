@@ -30,6 +30,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from jssl.data import opencv
 from jssl.data.augment import Augment, Step, parse_augment, parse_view
 from jssl.data.checks import checked_label
 from jssl.data.decode import center_square, decode_image, decode_views, encoded_bytes, is_encoded, record_image_shape
@@ -203,13 +204,22 @@ def _ensure_absl_flags_parsed() -> None:
         flags.FLAGS.mark_as_parsed()
 
 
-def ignore_interrupts(worker_index: int, worker_count: int) -> None:
-    """Grain worker init: Ctrl-C reaches the whole process group, and the main process stops the
-    run itself (saving a checkpoint, `jssl.train.preemption`); a worker ends with the main process,
-    not with a KeyboardInterrupt traceback of its own."""
+def init_worker(worker_index: int, worker_count: int) -> None:
+    """Grain worker init.
+
+    * Ignore Ctrl-C: it reaches the whole process group, and the main process stops the run
+      itself (saving a checkpoint, `jssl.train.preemption`); a worker ends with the main
+      process, not with a KeyboardInterrupt traceback of its own.
+    * One OpenCV thread: the workers are the parallelism, and OpenCV's default (a thread per
+      core in every worker) oversubscribes the cores. Two processes augmenting side by side on
+      two cores drew 15-30% more images/s with one thread each (`benchmarks/RESULTS.md`); on
+      that 2-core machine the whole Grain pipeline was the same either way. Without workers,
+      OpenCV keeps its threads.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    opencv.set_threads(1)
 
 
 def process_shard(
@@ -255,7 +265,7 @@ def batched_iterator(dataset: grain.MapDataset, *, local_batch: int, num_workers
         _ensure_absl_flags_parsed()
         iter_dataset = iter_dataset.mp_prefetch(
             grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2),
-            worker_init_fn=ignore_interrupts,
+            worker_init_fn=init_worker,
         )
     return iter(iter_dataset)
 

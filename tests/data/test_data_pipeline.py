@@ -125,6 +125,18 @@ def test_workers_match_in_process_and_restore_exactly() -> None:
         resumed.close()
 
 
+def test_worker_init_ignores_ctrl_c_and_runs_opencv_single_threaded() -> None:
+    # In a child process: both are process-wide settings this test process must keep.
+    import subprocess
+
+    code = (
+        "import signal, cv2; cv2.setNumThreads(2); from jssl.data import pipeline; pipeline.init_worker(0, 2); "
+        "print(cv2.getNumThreads(), signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "True"]
+
+
 def test_orbax_checkpoint_manager_round_trip(tmp_path: Path) -> None:
     ocp = pytest.importorskip("orbax.checkpoint")
     reference = take(_iterator(), 8)
