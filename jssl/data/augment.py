@@ -18,7 +18,7 @@ and a deterministic ``apply(image, params)``. :func:`parse_view` returns a
 spec's steps, so a caller can draw a whole view before it has the image (see
 :mod:`jssl.data.decode`, which picks a reduced JPEG decode size from the crops).
 
-Geometry uses PIL (C code, releases the GIL). Colour jitter and grayscale are
+Crops and resizes use PIL (C code, releases the GIL), flips OpenCV. Colour jitter and grayscale are
 :mod:`jssl.data.colour`'s integer-exact uint8 ops (lookup tables and OpenCV's
 SIMD colour conversion; each op rounds once, like PIL's and torchvision's uint8
 ops). The truncated Gaussian blur is defined in fixed point (integer taps
@@ -26,7 +26,8 @@ summing to 4096, an integer H pass rounded to 1/16, an integer W pass rounded
 to uint8; see :func:`apply_gaussian_blur`) and runs as two OpenCV filters,
 about 0.4 ms on a 224 px RGB image on one core. Both are defined so that their
 device twins in :mod:`jssl.data.device_augment` agree bit for bit on any
-backend; ``cv2`` is imported lazily, so the device path does not need it.
+backend; ``cv2`` is imported lazily (:mod:`jssl.data.opencv`), so the device path
+does not need it.
 """
 
 from __future__ import annotations
