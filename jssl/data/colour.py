@@ -6,10 +6,11 @@ values. That makes two things possible at once:
 
 * speed on the host: luma is OpenCV's RGB -> gray, brightness and contrast are 256-entry lookup
   tables, saturation is OpenCV's float32 addition of two tabulated products (equal to its
-  65,536-entry (luma, value) table), the RGB -> HSV step is OpenCV's SIMD conversion, and HSV -> RGB is one gather of packed
-  per-channel factors from a 65,536-entry (hue, saturation) table and one OpenCV multiply; each op
-  takes a fraction of a millisecond on a 224 px image on one core, and none uses BLAS (whose
-  threads, pinned to one core, made a float32 matmul luma ten times slower);
+  65,536-entry (luma, value) table), the RGB -> HSV step is OpenCV's SIMD conversion, and
+  HSV -> RGB is one gather of packed per-channel factors from a 65,536-entry (hue, saturation)
+  table and one OpenCV multiply; each op takes a fraction of a millisecond on a 224 px image on
+  one core, and none uses BLAS (whose threads, pinned to one core, made a float32 matmul luma
+  about 9x slower);
 * bit-identical device twins (:mod:`jssl.data.device_augment`): the same integers on any
   backend, with no dependence on summation order, FMA contraction or TF32.
 

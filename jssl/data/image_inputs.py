@@ -195,6 +195,10 @@ class ImageInputs(Inputs):
 
     def train_iterator(self, *, process_index: int, process_count: int) -> Any:
         c = self.config
+        where, why = self._resolve()
+        source_size = c.data.get("device_source_size", 0) or None
+        if where == "host" and why != "configured":
+            source_size = None  # 'auto' settled on the host, where a device source size means nothing
         return pipeline.make_train_iterator(
             self.train_source(),
             global_batch_size=c.global_batch_size,
@@ -204,10 +208,8 @@ class ImageInputs(Inputs):
             num_workers=c.data.num_workers,
             process_index=process_index,
             process_count=process_count,
-            augment_on=self.augment_on,
-            # 'auto' may settle on the host, where a device source size has no meaning.
-            device_source_size=(c.data.get("device_source_size", 0) or None)
-            if self.augment_on == "device" or c.data.get("augment_on", "auto") != "auto" else None,
+            augment_on=where,
+            device_source_size=source_size,
             num_classes=c.data.num_classes,
         )
 
